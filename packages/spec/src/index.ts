@@ -426,8 +426,19 @@ export interface Store {
   resetKeyState(keyId: string, options: { counters?: boolean; now: number }): Promise<void>;
   usageSnapshot(keyIds: readonly string[], query: UsageSnapshotQuery): Promise<KeyUsageSnapshot[]>;
 
+  /**
+   * Optional: tells the pool when the store degrades (e.g. Redis unreachable and a
+   * per-process fallback serves), recovers, or sees key records change elsewhere.
+   */
+  subscribe?(listener: (event: StoreEvent) => void): Disposable;
+
   close(): Promise<void>;
 }
+
+export type StoreEvent =
+  | { type: 'degraded'; error: string }
+  | { type: 'recovered'; flushedUsage: number }
+  | { type: 'keys-changed' };
 
 // ---------------------------------------------------------------------------
 // Providers and failure classification
