@@ -1,1 +1,9 @@
+export * from './mock-upstream.js';
+export type { MockCounts, MockLogEntry, WindowPeak } from './mock-upstream-counts.js';
+export { maskSecret } from './mock-upstream-counts.js';
+export type { ReplyRequest } from './mock-upstream-dialect.js';
+export { mockTokens } from './mock-upstream-dialect.js';
+export type { FaultName, FaultScript, FaultSpec, FaultStep } from './mock-upstream-faults.js';
+export type { MockLimits } from './mock-upstream-limits.js';
+export { formatGoDuration, parseGoDuration } from './mock-upstream-limits.js';
 export * from './services.js';
