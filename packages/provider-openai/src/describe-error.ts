@@ -42,5 +42,7 @@ function isOpenAIError(error: unknown): error is APIError {
 }
 
 function isNamed(error: Error, type: abstract new (...args: never[]) => Error): boolean {
-  return error instanceof type || error.constructor?.name === type.name;
+  if (error instanceof type) return true;
+  // Another copy of the SDK: same class name, different constructor.
+  return (error as { constructor?: { name?: string } }).constructor?.name === type.name;
 }

@@ -176,8 +176,8 @@ function createPooledFetch(pool: KeyPool, options: PooledFetchOptions): Fetch {
         const latencyMs = performance.now() - startedAt;
 
         if (!response.ok) {
-          clearTimeout(timeout);
           const text = await response.text().catch(() => '');
+          clearTimeout(timeout);
           const rebuilt = () => new Response(text, response);
           const classification = await lease.release({
             ok: false,
@@ -197,14 +197,15 @@ function createPooledFetch(pool: KeyPool, options: PooledFetchOptions): Fetch {
           await streamAttempt(lease, response, latencyMs, () => clearTimeout(timeout));
           return;
         }
-        clearTimeout(timeout);
         if (!contentType.includes('json')) {
+          clearTimeout(timeout);
           // Binary answers (speech, file contents) report no usage: hand them over untouched.
           await lease.release({ ok: true, headers: response.headers, latencyMs });
           deliver(response);
           return;
         }
-        const text = await response.text();
+        // A body cut before the caller saw anything is a failed attempt like any other (retried by execute).
+        const text = await response.text().finally(() => clearTimeout(timeout));
         const usage = extractOpenAIUsage(parseJson(text));
         await lease.release({
           ok: true,
@@ -223,7 +224,7 @@ function createPooledFetch(pool: KeyPool, options: PooledFetchOptions): Fetch {
         headersDone: () => void,
       ) => {
         const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-        let first: ReadableStreamReadResult<Uint8Array>;
+        let first: Awaited<ReturnType<typeof reader.read>>;
         try {
           first = await reader.read();
         } catch (error) {
