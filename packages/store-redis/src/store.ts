@@ -252,8 +252,12 @@ export class RedisStore implements Store {
       this.emit({ type: 'keys-changed' });
       this.subscriber?.subscribe(this.channel).catch(() => {});
       void this.heartbeat();
-    } catch {
-      // Still unreachable: the next tick tries again.
+    } catch (error) {
+      // Still unreachable: the next tick tries again. A connection that timed out may be
+      // half-open (packets silently dropped) and never error on its own: start a fresh one.
+      if (this.ownsClient && error instanceof Error && /timed out/i.test(error.message)) {
+        (this.client as Redis).disconnect(true);
+      }
     } finally {
       this.recovering = false;
     }
