@@ -35,9 +35,9 @@ export class LocalHotState {
   private readonly counters = new Map<string, Counters>();
   private readonly leases = new Map<string, LeaseRecord>();
 
-  /** Takes the last states read from Redis for keys this fallback has not touched yet. */
+  /** Starts an outage from the last states read from Redis (they win over any earlier outage's). */
   seed(states: Iterable<KeyState>): void {
-    for (const state of states) if (!this.states.has(state.keyId)) this.states.set(state.keyId, state);
+    for (const state of states) this.states.set(state.keyId, state);
   }
 
   hasLease(leaseId: string): boolean {
@@ -202,8 +202,8 @@ export class LocalHotState {
     return state;
   }
 
-  resetKeyState(keyId: string, counters: boolean): void {
-    this.states.delete(keyId);
+  resetKeyState(keyId: string, counters: boolean, now: number): void {
+    this.states.set(keyId, { ...defaultKeyState(keyId), updatedAt: now });
     if (counters) {
       const inFlight = this.counters.get(keyId)?.inFlight ?? 0;
       this.counters.delete(keyId);

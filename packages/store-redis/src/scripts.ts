@@ -9,7 +9,8 @@ import type { Cluster, Redis } from 'ioredis';
  *   B:st:<key>     hash   key state (bm:<model> = blocked-until per model)
  *   B:w:<key>      zset   sliding window: lease id -> reservedAt
  *   B:wt:<key>     hash   lease id -> tokens, plus ':total' (running sum)
- *   B:c:<key>      hash   d/m = current day/month, r:<day>, t:<day>, c:<month>, f = in flight
+ *   B:c:<key>      hash   d/m = current day/month, r:<day>, t:<day>, c:<month> (current and previous
+ *                         day/month), f = in flight; expires two days after the month ends
  *   B:leases       hash   lease id -> lease JSON (active leases)
  *   B:lexp         zset   lease id -> expiresAt
  *   B:xl:<lease>   string swept lease waiting for its late report (expires on its own)
@@ -107,17 +108,22 @@ for o = 14, #ARGV, 6 do
     redis.call('ZADD', wKey, now, leaseId)
     redis.call('HSET', tKey, leaseId, ARGV[3])
     redis.call('HINCRBYFLOAT', tKey, ':total', ARGV[3])
-    -- Calendar rollover: only forward, so a process with a lagging clock cannot wipe today.
+    -- Calendar rollover, only forward (a process with a lagging clock cannot wipe today).
+    -- The previous day/month stay readable for late settles and reports; older ones go.
     local cur = redis.call('HMGET', cKey, 'd', 'm')
-    if (not cur[1]) or day > cur[1] or (not cur[2]) or month > cur[2] then
-      local drop = {}
-      for _, f in ipairs(redis.call('HKEYS', cKey)) do
-        local p, v = string.sub(f, 1, 2), string.sub(f, 3)
-        if ((p == 'r:' or p == 't:') and v < day) or (p == 'c:' and v < month) then drop[#drop + 1] = f end
+    local newDay, newMonth = (not cur[1]) or day > cur[1], (not cur[2]) or month > cur[2]
+    if newDay or newMonth then
+      if cur[1] or cur[2] then
+        local drop = {}
+        for _, f in ipairs(redis.call('HKEYS', cKey)) do
+          local p, v = string.sub(f, 1, 2), string.sub(f, 3)
+          if (newDay and cur[1] and (p == 'r:' or p == 't:') and v < cur[1])
+            or (newMonth and cur[2] and p == 'c:' and v < cur[2]) then drop[#drop + 1] = f end
+        end
+        if #drop > 0 then redis.call('HDEL', cKey, unpack(drop)) end
       end
-      if #drop > 0 then redis.call('HDEL', cKey, unpack(drop)) end
-      if (not cur[1]) or day > cur[1] then redis.call('HSET', cKey, 'd', day) end
-      if (not cur[2]) or month > cur[2] then redis.call('HSET', cKey, 'm', month) end
+      if newDay then redis.call('HSET', cKey, 'd', day) end
+      if newMonth then redis.call('HSET', cKey, 'm', month) end
     end
     redis.call('HINCRBY', cKey, 'r:' .. day, 1)
     redis.call('HINCRBYFLOAT', cKey, 't:' .. day, ARGV[3])
@@ -209,10 +215,11 @@ redis.call('HSET', stKey, 'updatedAt', ARGV[2])
 return redis.call('HGETALL', stKey)
 `;
 
-/** ARGV: keyId, counters ('1' also clears window and calendar counters, keeping in-flight). */
+/** ARGV: keyId, counters ('1' also clears window and calendar counters, keeping in-flight), now. */
 const resetState = `
 local id = ARGV[1]
 redis.call('DEL', KEYS[1] .. ':st:' .. id)
+redis.call('HSET', KEYS[1] .. ':st:' .. id, 'updatedAt', ARGV[3])
 if ARGV[2] == '1' then
   redis.call('DEL', KEYS[1] .. ':w:' .. id, KEYS[1] .. ':wt:' .. id)
   local cKey = KEYS[1] .. ':c:' .. id

@@ -224,7 +224,7 @@ describe.skipIf(!available)('redisStore', () => {
     });
     await store.resetKeyState('s1', { now: 9 });
     expect(await store.getKeyStates(['s1', 'never'])).toEqual([
-      { keyId: 's1', breaker: 'closed', consecutiveFailures: 0, updatedAt: 0 },
+      { keyId: 's1', breaker: 'closed', consecutiveFailures: 0, updatedAt: 9 },
       { keyId: 'never', breaker: 'closed', consecutiveFailures: 0, updatedAt: 0 },
     ]);
   });

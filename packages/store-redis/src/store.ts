@@ -686,14 +686,18 @@ export class RedisStore implements Store {
   }
 
   async resetKeyState(keyId: string, options: { counters?: boolean; now: number }): Promise<void> {
-    this.local.resetKeyState(keyId, options.counters === true);
     this.lastStates.delete(keyId);
-    if (this.degraded) return;
-    try {
-      await this.guard(this.client.keypoolResetState(this.base, keyId, options.counters ? '1' : '0'));
-    } catch (error) {
-      this.fail(error);
+    if (!this.degraded) {
+      try {
+        await this.guard(
+          this.client.keypoolResetState(this.base, keyId, options.counters ? '1' : '0', options.now),
+        );
+        return;
+      } catch (error) {
+        this.fail(error);
+      }
     }
+    this.local.resetKeyState(keyId, options.counters === true, options.now);
   }
 
   async usageSnapshot(keyIds: readonly string[], query: UsageSnapshotQuery): Promise<KeyUsageSnapshot[]> {
