@@ -1,0 +1,85 @@
+import { Kysely, MysqlDialect, PostgresDialect, SqliteDialect } from 'kysely';
+import { SqlStoreError } from './errors.js';
+import { openSqlite } from './sqlite.js';
+
+export type SqlDialectName = 'postgres' | 'mysql' | 'sqlite';
+
+// biome-ignore lint/suspicious/noExplicitAny: table names carry a runtime prefix, so rows are untyped.
+export type AnyKysely = Kysely<any>;
+
+export interface Connection {
+  db: AnyKysely;
+  dialect: SqlDialectName;
+  /** Whether we opened the connection (and so close it). */
+  isOwned: boolean;
+  /** Shared by every store that opens the same SQLite file in this process (see `writeLockFor`). */
+  lockId: unknown;
+  isMemory: boolean;
+}
+
+/**
+ * Opens a Kysely instance from a URL. Drivers are imported lazily so a user of
+ * one dialect never loads another's driver (they are optional peers).
+ */
+export function connect(url: string): Connection {
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    const db = new Kysely({
+      dialect: new PostgresDialect({
+        pool: async () => {
+          const { default: pg } = await import('pg').catch(missingDriver('pg', 'PostgreSQL'));
+          return new pg.Pool({ connectionString: url });
+        },
+      }),
+    });
+    return { db, dialect: 'postgres', isOwned: true, lockId: db, isMemory: false };
+  }
+  if (/^(mysql|mariadb):\/\//.test(url)) {
+    const uri = url.replace(/^mariadb:/, 'mysql:');
+    const db = new Kysely({
+      dialect: new MysqlDialect({
+        pool: async () => {
+          const mysql = await import('mysql2').catch(missingDriver('mysql2', 'MySQL/MariaDB'));
+          return mysql.createPool({ uri, connectionLimit: 10 });
+        },
+      }),
+    });
+    return { db, dialect: 'mysql', isOwned: true, lockId: db, isMemory: false };
+  }
+  if (url.startsWith('sqlite:')) {
+    const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
+    if (!path) throw invalidUrl(url);
+    const isMemory = path === ':memory:';
+    const db = new Kysely({ dialect: new SqliteDialect({ database: async () => openSqlite(path) }) });
+    return {
+      db,
+      dialect: 'sqlite',
+      isOwned: true,
+      lockId: isMemory ? db : `sqlite:${resolvePath(path)}`,
+      isMemory,
+    };
+  }
+  throw invalidUrl(url);
+}
+
+function resolvePath(path: string): string {
+  return new URL(path, `file://${process.cwd()}/`).pathname;
+}
+
+function invalidUrl(url: string): SqlStoreError {
+  // Only the scheme is echoed: a URL may carry a password.
+  const scheme = url.split(':')[0] ?? '';
+  return new SqlStoreError(
+    'KEYPOOL_INVALID_CONFIG',
+    `sqlStore: unsupported url scheme "${scheme}:". Use postgres://…, mysql://…, sqlite:./file.db or sqlite::memory:.`,
+  );
+}
+
+function missingDriver(pkg: string, what: string) {
+  return (cause: unknown): never => {
+    throw new SqlStoreError(
+      'KEYPOOL_INVALID_CONFIG',
+      `sqlStore: ${what} needs the "${pkg}" package. Install it: npm i ${pkg}`,
+      { cause },
+    );
+  };
+}

@@ -1,0 +1,472 @@
+import type {
+  IneligibleReason,
+  KeyState,
+  KeyStateUpdate,
+  KeyUsageSnapshot,
+  LeaseRecord,
+  ReserveCandidate,
+  ReserveRequest,
+  ReserveResult,
+  Settlement,
+  SettleResult,
+  UsageSnapshotQuery,
+} from '@keypool/spec';
+import { sql } from 'kysely';
+import type { AnyKysely } from './connection.js';
+import { num, type SqlContext } from './context.js';
+import { defaultState, leaseFromRow, leaseToRow, type Row, stateFromRow, stateToRow } from './rows.js';
+
+/** A key's consumption as the reservation checks see it. */
+interface Consumption {
+  windowRequests: number;
+  windowTokens: number;
+  /** reservedAt of the oldest entry still in the window. */
+  oldestInWindow: number | undefined;
+  dayRequests: number;
+  dayTokens: number;
+  monthCostUsd: number;
+}
+
+const emptyConsumption = (): Consumption => ({
+  windowRequests: 0,
+  windowTokens: 0,
+  oldestInWindow: undefined,
+  dayRequests: 0,
+  dayTokens: 0,
+  monthCostUsd: 0,
+});
+
+/** Settled leases and old window entries are purged this long after they stop mattering. */
+const retentionMs = 60 * 60_000;
+const expiredLeaseRetentionMs = 24 * 60 * 60_000;
+
+/**
+ * Hot state in SQL: key states, sliding-window entries, day/month counters
+ * and leases. Every change that must be atomic runs in one transaction that
+ * first locks the key_state rows it depends on.
+ */
+export function hotStateMethods(ctx: SqlContext) {
+  const t = (name: Parameters<SqlContext['t']>[0]) => ctx.t(name);
+  let lastPurgeAt = Number.NEGATIVE_INFINITY;
+
+  async function selectStates(tx: AnyKysely, ids: readonly string[]): Promise<Row[]> {
+    let q = tx.selectFrom(t('key_state')).selectAll().where('key_id', 'in', ids).orderBy('key_id');
+    if (ctx.hasRowLocks) q = q.forUpdate();
+    return q.execute();
+  }
+
+  /**
+   * Locks the state rows of `ids`, creating missing ones, and reads them. Ids
+   * are sorted so concurrent lockers queue instead of deadlocking.
+   * PostgreSQL: one upsert that locks and returns every row. MySQL: a no-op
+   * upsert takes the exclusive locks directly (INSERT IGNORE would take shared
+   * ones, and two sharers upgrading deadlock), then a locking read.
+   * SQLite: the write transaction already excludes everyone else.
+   */
+  async function lockStates(tx: AnyKysely, ids: readonly string[]): Promise<Map<string, KeyState>> {
+    const defaults = ids.map((id) => stateToRow(defaultState(id)));
+    let rows: Row[];
+    if (ctx.dialect === 'postgres') {
+      rows = await tx
+        .insertInto(t('key_state'))
+        .values(defaults)
+        .onConflict((oc) => oc.column('key_id').doUpdateSet({ key_id: sql.ref('excluded.key_id') }))
+        .returningAll()
+        .execute();
+    } else if (ctx.dialect === 'mysql') {
+      await tx
+        .insertInto(t('key_state'))
+        .values(defaults)
+        .onDuplicateKeyUpdate({ key_id: sql.ref('key_id') })
+        .execute();
+      rows = await selectStates(tx, ids);
+    } else {
+      rows = await selectStates(tx, ids);
+      if (rows.length < ids.length) {
+        const present = new Set(rows.map((r) => String(r.key_id)));
+        const missing = defaults.filter((row) => !present.has(String(row.key_id)));
+        await tx.insertInto(t('key_state')).values(missing).execute();
+        rows = await selectStates(tx, ids);
+      }
+    }
+    return new Map(rows.map((r) => [String(r.key_id), stateFromRow(r)]));
+  }
+
+  /** Window, day and month consumption of `ids` in one round trip. */
+  async function readConsumption(
+    db: AnyKysely,
+    ids: readonly string[],
+    q: { now: number; windowMs: number; day: string; month: string },
+    parts: { window: boolean; counters: boolean },
+  ): Promise<Map<string, Consumption>> {
+    const byKey = new Map<string, Consumption>(ids.map((id) => [id, emptyConsumption()]));
+    const selects = [];
+    const idList = sql.join(ids);
+    if (parts.window) {
+      selects.push(sql`select key_id, null as window_id, count(*) as a, coalesce(sum(tokens), 0) as b, min(reserved_at) as c
+        from ${ctx.ref('window_entries')} where key_id in (${idList}) and reserved_at > ${q.now - q.windowMs} group by key_id`);
+    }
+    if (parts.counters) {
+      selects.push(sql`select key_id, window_id, requests as a, tokens as b, cost_usd as c
+        from ${ctx.ref('counters')} where key_id in (${idList}) and window_id in (${q.day}, ${q.month})`);
+    }
+    if (selects.length === 0) return byKey;
+    const { rows } = await sql<Row>`${sql.join(selects, sql` union all `)}`.execute(db);
+    for (const r of rows) {
+      const c = byKey.get(String(r.key_id));
+      if (!c) continue;
+      if (r.window_id === null) {
+        c.windowRequests = num(r.a);
+        c.windowTokens = num(r.b);
+        c.oldestInWindow = r.c === null ? undefined : num(r.c);
+      } else if (r.window_id === q.day) {
+        c.dayRequests = num(r.a);
+        c.dayTokens = num(r.b);
+      } else {
+        c.monthCostUsd = num(r.c);
+      }
+    }
+    return byKey;
+  }
+
+  /** Adds to the day and month counters of a key, creating them on first use. */
+  async function addToCounters(
+    tx: AnyKysely,
+    keyId: string,
+    windows: readonly string[],
+    add: { requests: number; tokens: number; costUsd: number },
+  ): Promise<void> {
+    const values = sql.join(
+      windows.map((w) => sql`(${keyId}, ${w}, ${add.requests}, ${add.tokens}, ${add.costUsd})`),
+    );
+    const table = ctx.ref('counters');
+    const columns = sql`(key_id, window_id, requests, tokens, cost_usd)`;
+    if (ctx.dialect === 'mysql') {
+      await sql`insert into ${table} ${columns} values ${values} on duplicate key update
+        requests = requests + values(requests), tokens = tokens + values(tokens), cost_usd = cost_usd + values(cost_usd)`.execute(
+        tx,
+      );
+    } else {
+      await sql`insert into ${table} as c ${columns} values ${values} on conflict (key_id, window_id) do update set
+        requests = c.requests + excluded.requests, tokens = c.tokens + excluded.tokens, cost_usd = c.cost_usd + excluded.cost_usd`.execute(
+        tx,
+      );
+    }
+  }
+
+  async function freeProbeSlots(tx: AnyKysely, leaseIds: readonly string[]): Promise<void> {
+    if (leaseIds.length === 0) return;
+    await tx
+      .updateTable(t('key_state'))
+      .set({ probe_lease_id: null })
+      .where('probe_lease_id', 'in', leaseIds)
+      .execute();
+  }
+
+  async function purgeOld(now: number): Promise<void> {
+    lastPurgeAt = now;
+    await ctx.transaction(async (tx) => {
+      await tx
+        .deleteFrom(t('window_entries'))
+        .where('reserved_at', '<', now - retentionMs)
+        .execute();
+      await tx
+        .deleteFrom(t('leases'))
+        .where((eb) =>
+          eb.or([
+            eb.and([eb('status', '=', 'settled'), eb('expires_at', '<', now - retentionMs)]),
+            eb.and([eb('status', '=', 'expired'), eb('expires_at', '<', now - expiredLeaseRetentionMs)]),
+          ]),
+        )
+        .execute();
+    });
+  }
+
+  return {
+    async reserve(request: ReserveRequest): Promise<ReserveResult> {
+      const ids = [...new Set(request.candidates.map((c) => c.keyId))].sort();
+      if (ids.length === 0) return { ok: false, retryAfterMs: null, reasons: {} };
+      const parts = {
+        window: request.candidates.some((c) => c.limits.rpm !== undefined || c.limits.tpm !== undefined),
+        counters: request.candidates.some(
+          (c) =>
+            c.limits.requestsPerDay !== undefined ||
+            c.limits.tokensPerDay !== undefined ||
+            c.limits.monthlyBudgetUsd !== undefined,
+        ),
+      };
+      return ctx.transaction(async (tx) => {
+        const states = await lockStates(tx, ids);
+        const consumption = await readConsumption(tx, ids, request, parts);
+        const reasons: Record<string, IneligibleReason> = {};
+        const retryAts: Array<number | null> = [];
+        const probesInFlight: string[] = [];
+        for (const candidate of request.candidates) {
+          if (reasons[candidate.keyId]) continue;
+          const state = states.get(candidate.keyId) ?? defaultState(candidate.keyId);
+          const verdict = check(
+            candidate,
+            state,
+            consumption.get(candidate.keyId) ?? emptyConsumption(),
+            request,
+          );
+          if (verdict.ok) {
+            const lease: LeaseRecord = {
+              id: request.leaseId,
+              keyId: candidate.keyId,
+              estimatedTokens: request.estimatedTokens,
+              estimatedCostUsd: request.estimatedCostUsd,
+              reservedAt: request.now,
+              expiresAt: request.now + request.leaseTtlMs,
+              day: request.day,
+              month: request.month,
+              isProbe: verdict.isProbe,
+            };
+            if (request.model !== undefined) lease.model = request.model;
+            if (request.meta !== undefined) lease.meta = request.meta;
+            await tx
+              .insertInto(t('window_entries'))
+              .values({
+                lease_id: lease.id,
+                key_id: lease.keyId,
+                reserved_at: lease.reservedAt,
+                tokens: lease.estimatedTokens,
+              })
+              .execute();
+            await addToCounters(tx, lease.keyId, [lease.day, lease.month], {
+              requests: 1,
+              tokens: lease.estimatedTokens,
+              costUsd: lease.estimatedCostUsd,
+            });
+            await tx.insertInto(t('leases')).values(leaseToRow(lease)).execute();
+            if (lease.isProbe) {
+              await tx
+                .updateTable(t('key_state'))
+                .set({ breaker: 'half-open', probe_lease_id: lease.id, updated_at: request.now })
+                .where('key_id', '=', lease.keyId)
+                .execute();
+            }
+            return { ok: true, lease };
+          }
+          reasons[candidate.keyId] = verdict.reason;
+          if (verdict.reason === 'probe-in-flight') probesInFlight.push(state.probeLeaseId!);
+          else retryAts.push(verdict.retryAt);
+        }
+        // Rare: a probe in flight recovers when its lease expires.
+        if (probesInFlight.length > 0) {
+          const rows = await tx
+            .selectFrom(t('leases'))
+            .select('expires_at')
+            .where('id', 'in', probesInFlight)
+            .where('status', '=', 'active')
+            .execute();
+          for (const r of rows) retryAts.push(num(r.expires_at));
+        }
+        const known = retryAts.filter((at): at is number => at !== null);
+        const retryAfterMs = known.length > 0 ? Math.max(0, Math.min(...known) - request.now) : null;
+        return { ok: false, retryAfterMs, reasons };
+      });
+    },
+
+    async settle(leaseId: string, settlement: Settlement): Promise<SettleResult> {
+      return ctx.transaction(async (tx) => {
+        let q = tx.selectFrom(t('leases')).selectAll().where('id', '=', leaseId);
+        if (ctx.hasRowLocks) q = q.forUpdate();
+        const row = await q.executeTakeFirst();
+        if (!row || row.status === 'settled') return { status: 'already-settled' };
+        const lease = leaseFromRow(row);
+        const wasActive = row.status === 'active';
+        await tx.updateTable(t('leases')).set({ status: 'settled' }).where('id', '=', leaseId).execute();
+        // Lock order matches reserve's (key_state before counters), so the two never deadlock.
+        if (wasActive && lease.isProbe) await freeProbeSlots(tx, [lease.id]);
+        if (!wasActive || lease.expiresAt <= settlement.now) return { status: 'expired', lease };
+        await tx
+          .updateTable(t('window_entries'))
+          .set({ tokens: settlement.tokens })
+          .where('lease_id', '=', leaseId)
+          .execute();
+        await tx
+          .updateTable(t('counters'))
+          .set({
+            tokens: sql`tokens + ${settlement.tokens - lease.estimatedTokens}`,
+            cost_usd: sql`cost_usd + ${settlement.costUsd - lease.estimatedCostUsd}`,
+          })
+          .where('key_id', '=', lease.keyId)
+          .where('window_id', 'in', [lease.day, lease.month])
+          .execute();
+        return { status: 'settled', lease };
+      });
+    },
+
+    async getLease(leaseId: string): Promise<LeaseRecord | undefined> {
+      const row = await ctx.db
+        .selectFrom(t('leases'))
+        .selectAll()
+        .where('id', '=', leaseId)
+        .where('status', '=', 'active')
+        .executeTakeFirst();
+      return row ? leaseFromRow(row) : undefined;
+    },
+
+    async expireLeases(now: number): Promise<LeaseRecord[]> {
+      const leases = await ctx.transaction(async (tx) => {
+        let q = tx
+          .selectFrom(t('leases'))
+          .selectAll()
+          .where('status', '=', 'active')
+          .where('expires_at', '<=', now)
+          .orderBy('id');
+        // Another process sweeping at the same moment takes the rows we skip: each lease is returned once.
+        if (ctx.hasRowLocks) q = q.forUpdate().skipLocked();
+        const rows = await q.execute();
+        if (rows.length === 0) return [];
+        const ids = rows.map((r) => String(r.id));
+        await tx.updateTable(t('leases')).set({ status: 'expired' }).where('id', 'in', ids).execute();
+        const expired = rows.map(leaseFromRow);
+        await freeProbeSlots(
+          tx,
+          expired.filter((l) => l.isProbe).map((l) => l.id),
+        );
+        return expired;
+      });
+      if (now - lastPurgeAt >= 60_000) await purgeOld(now);
+      return leases;
+    },
+
+    async getKeyStates(keyIds: readonly string[]): Promise<KeyState[]> {
+      if (keyIds.length === 0) return [];
+      const rows = await ctx.db
+        .selectFrom(t('key_state'))
+        .selectAll()
+        .where('key_id', 'in', [...new Set(keyIds)])
+        .execute();
+      const byId = new Map(rows.map((r) => [String(r.key_id), stateFromRow(r)]));
+      return keyIds.map((id) => byId.get(id) ?? defaultState(id));
+    },
+
+    async updateKeyState(keyId: string, update: KeyStateUpdate): Promise<KeyState> {
+      return ctx.transaction(async (tx) => {
+        const current = (await lockStates(tx, [keyId])).get(keyId) ?? defaultState(keyId);
+        const next = applyUpdate(current, update);
+        await tx.updateTable(t('key_state')).set(stateToRow(next)).where('key_id', '=', keyId).execute();
+        return next;
+      });
+    },
+
+    async resetKeyState(keyId: string, options: { counters?: boolean; now: number }): Promise<void> {
+      await ctx.transaction(async (tx) => {
+        await lockStates(tx, [keyId]);
+        await tx
+          .updateTable(t('key_state'))
+          .set(stateToRow({ ...defaultState(keyId), updatedAt: options.now }))
+          .where('key_id', '=', keyId)
+          .execute();
+        if (options.counters) {
+          await tx.deleteFrom(t('window_entries')).where('key_id', '=', keyId).execute();
+          await tx.deleteFrom(t('counters')).where('key_id', '=', keyId).execute();
+        }
+      });
+    },
+
+    /** Drops every piece of hot state of a deleted key. */
+    async dropKeyState(keyId: string): Promise<void> {
+      await ctx.transaction(async (tx) => {
+        for (const table of ['key_state', 'window_entries', 'counters'] as const) {
+          await tx.deleteFrom(t(table)).where('key_id', '=', keyId).execute();
+        }
+      });
+    },
+
+    async usageSnapshot(keyIds: readonly string[], query: UsageSnapshotQuery): Promise<KeyUsageSnapshot[]> {
+      if (keyIds.length === 0) return [];
+      const ids = [...new Set(keyIds)];
+      const consumption = await readConsumption(ctx.db, ids, query, { window: true, counters: true });
+      const inFlight = await ctx.db
+        .selectFrom(t('leases'))
+        .select(['key_id', sql<string>`count(*)`.as('n')])
+        .where('key_id', 'in', ids)
+        .where('status', '=', 'active')
+        .groupBy('key_id')
+        .execute();
+      const inFlightByKey = new Map(inFlight.map((r) => [String(r.key_id), num(r.n)]));
+      return keyIds.map((keyId) => {
+        const c = consumption.get(keyId) ?? emptyConsumption();
+        return {
+          keyId,
+          requestsInWindow: c.windowRequests,
+          tokensInWindow: c.windowTokens,
+          requestsToday: c.dayRequests,
+          tokensToday: c.dayTokens,
+          costThisMonthUsd: c.monthCostUsd,
+          inFlight: inFlightByKey.get(keyId) ?? 0,
+        };
+      });
+    },
+  };
+}
+
+type Verdict =
+  | { ok: true; isProbe: boolean }
+  | { ok: false; reason: IneligibleReason; retryAt: number | null };
+
+/** The documented checks, in the documented order; the first that fails is the reason. */
+export function check(
+  candidate: ReserveCandidate,
+  state: KeyState,
+  used: Consumption,
+  request: ReserveRequest,
+): Verdict {
+  const { now } = request;
+  const no = (reason: IneligibleReason, retryAt: number | null): Verdict => ({ ok: false, reason, retryAt });
+  if (state.invalidSince !== undefined) return no('invalid', null);
+  if (state.exhaustedUntil !== undefined && state.exhaustedUntil > now)
+    return no('exhausted', state.exhaustedUntil);
+  if (state.coolingUntil !== undefined && state.coolingUntil > now) return no('cooling', state.coolingUntil);
+  const blockedUntil = request.model === undefined ? undefined : state.blockedModels?.[request.model];
+  if (blockedUntil !== undefined && blockedUntil > now) return no('model-blocked', blockedUntil);
+  let isProbe = false;
+  if (state.breaker === 'open' && state.breakerOpenUntil !== undefined && state.breakerOpenUntil > now) {
+    return no('breaker-open', state.breakerOpenUntil);
+  }
+  if (state.breaker === 'open' || state.breaker === 'half-open') {
+    if (state.probeLeaseId !== undefined) return no('probe-in-flight', null);
+    isProbe = true;
+  }
+  const { limits } = candidate;
+  const windowFreesAt = used.oldestInWindow === undefined ? now : used.oldestInWindow + request.windowMs;
+  if (limits.rpm !== undefined && used.windowRequests + 1 > limits.rpm) return no('rpm', windowFreesAt);
+  if (limits.tpm !== undefined && used.windowTokens + request.estimatedTokens > limits.tpm) {
+    return no('tpm', request.estimatedTokens > limits.tpm ? null : windowFreesAt);
+  }
+  if (limits.requestsPerDay !== undefined && used.dayRequests + 1 > limits.requestsPerDay) {
+    return no('requests-per-day', request.dayEndsAt);
+  }
+  if (limits.tokensPerDay !== undefined && used.dayTokens + request.estimatedTokens > limits.tokensPerDay) {
+    return no('tokens-per-day', request.dayEndsAt);
+  }
+  if (
+    limits.monthlyBudgetUsd !== undefined &&
+    used.monthCostUsd + request.estimatedCostUsd > limits.monthlyBudgetUsd
+  ) {
+    return no('monthly-budget', request.monthEndsAt);
+  }
+  return { ok: true, isProbe };
+}
+
+/** resetFailures, incrementFailures, set (blockedModels merged per model), clear; then updatedAt. */
+export function applyUpdate(current: KeyState, update: KeyStateUpdate): KeyState {
+  const next: KeyState = { ...current };
+  if (update.resetFailures) next.consecutiveFailures = 0;
+  if (update.incrementFailures) next.consecutiveFailures += 1;
+  for (const [field, value] of Object.entries(update.set ?? {})) {
+    if (value === undefined) continue;
+    if (field === 'blockedModels') {
+      next.blockedModels = { ...next.blockedModels, ...(value as Record<string, number>) };
+    } else {
+      (next as unknown as Record<string, unknown>)[field] = value;
+    }
+  }
+  for (const field of update.clear ?? []) delete next[field];
+  next.updatedAt = update.now;
+  return next;
+}

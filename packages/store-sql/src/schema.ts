@@ -1,0 +1,244 @@
+import { sql } from 'kysely';
+import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
+import type { AnyKysely, SqlDialectName } from './connection.js';
+import { SqlStoreError } from './errors.js';
+
+export const tableNames = [
+  'keys',
+  'pools',
+  'tokens',
+  'usage',
+  'audit',
+  'meta',
+  'key_state',
+  'window_entries',
+  'counters',
+  'leases',
+] as const;
+export type TableName = (typeof tableNames)[number];
+
+/** Where the store's tables live: an optional schema (PostgreSQL schema / MySQL database) and a name prefix. */
+export interface Layout {
+  dialect: SqlDialectName;
+  schema: string | undefined;
+  prefix: string;
+}
+
+/** Meta row holding the fleet-wide key-records version (see `keysVersion`). */
+export const keysVersionMeta = 'keypool:keys-version';
+
+/** Migrations in order; never edit a shipped one, add the next. */
+function migrations(layout: Layout): Record<string, Migration> {
+  const { dialect, prefix } = layout;
+  const id = 'varchar(255)';
+  const ms = 'bigint';
+  const float = 'double precision';
+  const t = (name: TableName) => `${prefix}${name}`;
+  // MySQL compares strings case-insensitively by default; ids, models and
+  // fingerprints must compare (and sort) byte for byte as on the other dialects.
+  const tableOptions =
+    dialect === 'mysql' ? sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin` : sql``;
+  return {
+    '0001_initial': {
+      async up(db: AnyKysely) {
+        const s = layout.schema ? db.schema.withSchema(layout.schema) : db.schema;
+        const create = (name: TableName) => s.createTable(t(name)).modifyEnd(tableOptions);
+        const index = (name: TableName, suffix: string, columns: string[]) =>
+          s.createIndex(`${prefix}${name}_${suffix}`).on(t(name)).columns(columns).execute();
+
+        await create('keys')
+          .addColumn('id', id, (c) => c.primaryKey())
+          .addColumn('alias', id, (c) => c.notNull())
+          .addColumn('provider', id, (c) => c.notNull())
+          .addColumn('sealed_secret', 'text', (c) => c.notNull())
+          .addColumn('master_key_id', id, (c) => c.notNull())
+          .addColumn('fingerprint', id, (c) => c.notNull().unique())
+          .addColumn('masked_secret', id, (c) => c.notNull())
+          .addColumn('priority', 'integer', (c) => c.notNull())
+          .addColumn('weight', float, (c) => c.notNull())
+          .addColumn('limits', 'text', (c) => c.notNull())
+          .addColumn('models', 'text')
+          .addColumn('organization', id)
+          .addColumn('project', id)
+          .addColumn('account', id)
+          .addColumn('base_url', 'text')
+          .addColumn('metadata', 'text')
+          .addColumn('enabled', 'integer', (c) => c.notNull())
+          .addColumn('disabled_reason', 'text')
+          .addColumn('created_at', ms, (c) => c.notNull())
+          .addColumn('updated_at', ms, (c) => c.notNull())
+          .execute();
+        await index('keys', 'created', ['created_at', 'id']);
+
+        await create('pools')
+          .addColumn('id', id, (c) => c.primaryKey())
+          .addColumn('name', id, (c) => c.notNull())
+          .addColumn('description', 'text')
+          .addColumn('strategy', id)
+          .addColumn('key_ids', 'text', (c) => c.notNull())
+          .addColumn('created_at', ms, (c) => c.notNull())
+          .addColumn('updated_at', ms, (c) => c.notNull())
+          .execute();
+
+        await create('tokens')
+          .addColumn('id', id, (c) => c.primaryKey())
+          .addColumn('name', id, (c) => c.notNull())
+          .addColumn('role', id, (c) => c.notNull())
+          .addColumn('pools', 'text')
+          .addColumn('token_hash', id, (c) => c.notNull().unique())
+          .addColumn('created_at', ms, (c) => c.notNull())
+          .addColumn('last_used_at', ms)
+          .addColumn('revoked_at', ms)
+          .execute();
+
+        await create('usage')
+          .addColumn('id', id, (c) => c.primaryKey())
+          .addColumn('time', ms, (c) => c.notNull())
+          .addColumn('day', id, (c) => c.notNull())
+          .addColumn('month', id, (c) => c.notNull())
+          .addColumn('key_id', id, (c) => c.notNull())
+          .addColumn('key_alias', id, (c) => c.notNull())
+          .addColumn('provider', id, (c) => c.notNull())
+          .addColumn('model', id)
+          .addColumn('pool', id)
+          .addColumn('caller', id)
+          .addColumn('input_tokens', ms, (c) => c.notNull())
+          .addColumn('output_tokens', ms, (c) => c.notNull())
+          .addColumn('cost_usd', float, (c) => c.notNull())
+          .addColumn('status', id, (c) => c.notNull())
+          .addColumn('http_status', 'integer')
+          .addColumn('failure', id)
+          .addColumn('error_code', id)
+          .addColumn('latency_ms', float)
+          .addColumn('lease_id', id)
+          .execute();
+        await index('usage', 'time', ['time']);
+        await index('usage', 'key_time', ['key_id', 'time']);
+        await index('usage', 'model_time', ['model', 'time']);
+        await index('usage', 'day', ['day']);
+        await index('usage', 'month', ['month']);
+
+        const audit = create('audit');
+        const withSeq =
+          dialect === 'postgres'
+            ? audit.addColumn('seq', 'bigserial', (c) => c.primaryKey())
+            : audit.addColumn('seq', dialect === 'mysql' ? 'bigint' : 'integer', (c) =>
+                c.primaryKey().autoIncrement(),
+              );
+        await withSeq
+          .addColumn('id', id, (c) => c.notNull().unique())
+          .addColumn('time', ms, (c) => c.notNull())
+          .addColumn('actor', id, (c) => c.notNull())
+          .addColumn('action', id, (c) => c.notNull())
+          .addColumn('target', id)
+          .addColumn('details', 'text')
+          .execute();
+        await index('audit', 'time', ['time']);
+        await index('audit', 'target_time', ['target', 'time']);
+
+        await create('meta')
+          .addColumn('name', id, (c) => c.primaryKey())
+          .addColumn('value', 'text', (c) => c.notNull())
+          .execute();
+        const metaTable = layout.schema ? db.withSchema(layout.schema) : db;
+        await metaTable.insertInto(t('meta')).values({ name: keysVersionMeta, value: '0' }).execute();
+
+        await create('key_state')
+          .addColumn('key_id', id, (c) => c.primaryKey())
+          .addColumn('cooling_until', ms)
+          .addColumn('exhausted_until', ms)
+          .addColumn('invalid_since', ms)
+          .addColumn('blocked_models', 'text')
+          .addColumn('breaker', 'varchar(16)', (c) => c.notNull())
+          .addColumn('breaker_open_until', ms)
+          .addColumn('probe_lease_id', id)
+          .addColumn('consecutive_failures', 'integer', (c) => c.notNull())
+          .addColumn('last_error', 'text')
+          .addColumn('upstream', 'text')
+          .addColumn('updated_at', ms, (c) => c.notNull())
+          .execute();
+
+        await create('window_entries')
+          .addColumn('lease_id', id, (c) => c.primaryKey())
+          .addColumn('key_id', id, (c) => c.notNull())
+          .addColumn('reserved_at', ms, (c) => c.notNull())
+          .addColumn('tokens', ms, (c) => c.notNull())
+          .execute();
+        await index('window_entries', 'key_time', ['key_id', 'reserved_at']);
+        await index('window_entries', 'time', ['reserved_at']);
+
+        await create('counters')
+          .addColumn('key_id', id, (c) => c.notNull())
+          .addColumn('window_id', id, (c) => c.notNull())
+          .addColumn('requests', ms, (c) => c.notNull())
+          .addColumn('tokens', ms, (c) => c.notNull())
+          .addColumn('cost_usd', float, (c) => c.notNull())
+          .addPrimaryKeyConstraint(`${prefix}counters_pk`, ['key_id', 'window_id'])
+          .execute();
+
+        await create('leases')
+          .addColumn('id', id, (c) => c.primaryKey())
+          .addColumn('key_id', id, (c) => c.notNull())
+          .addColumn('model', id)
+          .addColumn('estimated_tokens', ms, (c) => c.notNull())
+          .addColumn('estimated_cost_usd', float, (c) => c.notNull())
+          .addColumn('reserved_at', ms, (c) => c.notNull())
+          .addColumn('expires_at', ms, (c) => c.notNull())
+          .addColumn('day', id, (c) => c.notNull())
+          .addColumn('month', id, (c) => c.notNull())
+          .addColumn('is_probe', 'integer', (c) => c.notNull())
+          .addColumn('meta', 'text')
+          // active → settled (released) or expired (swept; becomes settled once reported)
+          .addColumn('status', 'varchar(16)', (c) => c.notNull())
+          .execute();
+        await index('leases', 'status_expires', ['status', 'expires_at']);
+        await index('leases', 'key_status', ['key_id', 'status']);
+      },
+    },
+  };
+}
+
+function migrator(db: AnyKysely, layout: Layout): Migrator {
+  const provider: MigrationProvider = { getMigrations: async () => migrations(layout) };
+  return new Migrator({
+    db,
+    provider,
+    migrationTableName: `${layout.prefix}kysely_migration`,
+    migrationLockTableName: `${layout.prefix}kysely_migration_lock`,
+    ...(layout.schema ? { migrationTableSchema: layout.schema } : {}),
+  });
+}
+
+/** Brings the schema up to date. Safe to run again and from several processes at once. */
+export async function runMigrations(db: AnyKysely, layout: Layout): Promise<string[]> {
+  if (layout.schema && layout.dialect === 'postgres') {
+    await db.schema.createSchema(layout.schema).ifNotExists().execute();
+  }
+  const { error, results } = await migrator(db, layout).migrateToLatest();
+  if (error) {
+    throw new SqlStoreError(
+      'KEYPOOL_STORE',
+      `sqlStore: migration failed (${describe(error)}). Check the database user may create tables, then run \`keypool migrate\` again.`,
+      { cause: error },
+    );
+  }
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/** Throws unless every migration has run: a production database is never migrated silently. */
+export async function assertSchemaCurrent(db: AnyKysely, layout: Layout): Promise<void> {
+  const infos = await migrator(db, layout).getMigrations();
+  const pending = infos.filter((m) => m.executedAt === undefined).map((m) => m.name);
+  if (pending.length > 0) {
+    const where = `${layout.schema ? `schema "${layout.schema}", ` : ''}table prefix "${layout.prefix}"`;
+    throw new SqlStoreError(
+      'KEYPOOL_STORE',
+      `sqlStore: the database schema is not current (${where}; pending migrations: ${pending.join(', ')}). ` +
+        'Run `keypool migrate` or pass migrate: true to sqlStore().',
+    );
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
