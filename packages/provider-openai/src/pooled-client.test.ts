@@ -46,6 +46,14 @@ afterEach(async () => {
 });
 
 const keyHealth = (alias: string) => pool.health().keys.find((key) => key.alias === alias)!;
+/** A stream's lease is released when the stream ends, just after the caller's loop: wait for it. */
+const nextRelease = () =>
+  new Promise<void>((resolve) => {
+    const subscription = pool.on('lease:released', () => {
+      subscription.dispose();
+      resolve();
+    });
+  });
 
 describe('createPooledOpenAI', () => {
   it('is the official client', () => {
@@ -165,6 +173,7 @@ describe('createPooledOpenAI', () => {
   });
 
   it('records stream usage without showing the caller a usage chunk it did not ask for', async () => {
+    const released = nextRelease();
     const stream = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages, stream: true });
     const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = [];
     for await (const chunk of stream) chunks.push(chunk);
@@ -173,6 +182,7 @@ describe('createPooledOpenAI', () => {
       expect(chunk.choices.length).toBeGreaterThan(0);
       expect('usage' in chunk).toBe(false);
     }
+    await released;
     const seen = mock.counts.tokens('a');
     const [row] = await pool.store.queryUsage({});
     expect(row).toMatchObject({ requests: 1, inputTokens: seen.input, outputTokens: seen.output });
@@ -181,6 +191,7 @@ describe('createPooledOpenAI', () => {
   });
 
   it('leaves the usage chunk in place when the caller asked for it', async () => {
+    const released = nextRelease();
     const stream = await openai.chat.completions.create({
       model: 'gpt-4o-mini',
       messages,
@@ -190,15 +201,18 @@ describe('createPooledOpenAI', () => {
     let usage: OpenAI.CompletionUsage | null | undefined;
     for await (const chunk of stream) usage = chunk.usage ?? usage;
     expect(usage?.completion_tokens).toBe(mock.counts.tokens('a').output);
+    await released;
     const [row] = await pool.store.queryUsage({});
     expect(row?.outputTokens).toBe(usage?.completion_tokens);
   });
 
   it('records usage of a streamed Responses API call', async () => {
+    const released = nextRelease();
     const stream = await openai.responses.create({ model: 'gpt-4o-mini', input: 'Say hello.', stream: true });
     const types = new Set<string>();
     for await (const event of stream) types.add(event.type);
     expect(types.has('response.completed')).toBe(true);
+    await released;
     const [row] = await pool.store.queryUsage({});
     expect(row).toMatchObject({ requests: 1, outputTokens: mock.counts.tokens('a').output });
     expect(row!.outputTokens).toBeGreaterThan(0);

@@ -14,6 +14,8 @@ export interface UsageTap {
 }
 
 const EVENT_BOUNDARY = /\r?\n\r?\n/;
+/** Responses API events after which nothing more comes. */
+const RESPONSES_TERMINAL_EVENTS = new Set(['response.completed', 'response.incomplete', 'response.failed']);
 
 /**
  * Wraps an OpenAI server-sent-event body (whose first chunk was already read,
@@ -54,11 +56,16 @@ export function tapStreamUsage(
   };
 
   const processEvent = (event: string): string | undefined => {
-    // Cheap test first: only events that mention usage need parsing.
-    if (!event.includes('"usage"')) return event;
     const dataAt = event.indexOf('data:');
     if (dataAt < 0) return event;
     const data = event.slice(dataAt + 5).trim();
+    // The SDK stops reading (and cancels) at the terminal event: the request is complete there.
+    if (data === '[DONE]') {
+      settle({ kind: 'done', usage });
+      return event;
+    }
+    // Cheap test first: only events that mention usage need parsing.
+    if (!event.includes('"usage"')) return event;
     let chunk: Record<string, unknown>;
     try {
       chunk = JSON.parse(data) as Record<string, unknown>;
@@ -67,6 +74,8 @@ export function tapStreamUsage(
     }
     const found = extractOpenAIUsage(chunk);
     if (found !== undefined) usage = found;
+    if (typeof chunk.type === 'string' && RESPONSES_TERMINAL_EVENTS.has(chunk.type))
+      settle({ kind: 'done', usage });
     if (!stripUsageChunk || !('usage' in chunk)) return event;
     if (Array.isArray(chunk.choices) && chunk.choices.length === 0 && chunk.usage !== null) return undefined;
     if (chunk.usage === null) {
