@@ -6,4 +6,11 @@ export { mockTokens } from './mock-upstream-dialect.js';
 export type { FaultName, FaultScript, FaultSpec, FaultStep } from './mock-upstream-faults.js';
 export type { MockLimits } from './mock-upstream-limits.js';
 export { formatGoDuration, parseGoDuration } from './mock-upstream-limits.js';
+export type {
+  ProviderSuiteCallArgs,
+  ProviderSuiteFactory,
+  ProviderSuiteFault,
+  ProviderSuiteSubject,
+} from './provider-suite.js';
+export { headerValue, isQuotaOutcome, testProvider } from './provider-suite.js';
 export * from './services.js';

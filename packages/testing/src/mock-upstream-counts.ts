@@ -21,6 +21,8 @@ export interface MockLogEntry {
   readonly stream: boolean;
   /** True when the response started and was then cut (mid-stream or before the first chunk). */
   readonly cut: boolean;
+  /** Request-id and rate-limit headers sent with the response (lower-case names); empty when dropped. */
+  readonly headers: Readonly<Record<string, string>>;
 }
 
 export interface WindowPeak {

@@ -105,7 +105,13 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     const dialect = dialectOf(req, path);
     const secret = dialect.secretOf(req.headers);
     let stream = false;
-    const log = (status: number, inputTokens = 0, outputTokens = 0, cut = false) =>
+    const log = (
+      status: number,
+      headers: Record<string, string> = {},
+      inputTokens = 0,
+      outputTokens = 0,
+      cut = false,
+    ) =>
       counts.record({
         time,
         secret,
@@ -116,15 +122,16 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
         outputTokens,
         stream,
         cut,
+        headers,
       });
     const sendError = (error: DialectError, headers: Record<string, string> = {}) => {
-      log(error.status);
+      const sent = { ...dialect.requestIdHeaders(), ...headers };
+      log(error.status, sent);
       const payload = JSON.stringify(error.body);
       res.writeHead(error.status, {
         'content-type': 'application/json',
         'content-length': Buffer.byteLength(payload),
-        ...dialect.requestIdHeaders(),
-        ...headers,
+        ...sent,
       });
       res.end(payload);
     };
@@ -194,7 +201,7 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
 
     const headers = { ...dialect.requestIdHeaders(), ...dialect.rateLimitHeaders(check.view, time) };
     const cut = step?.fault === 'midStreamError' || step?.fault === 'beforeFirstChunkError';
-    log(200, plan.inputTokens, cut ? 0 : plan.outputTokens, cut);
+    log(200, headers, plan.inputTokens, cut ? 0 : plan.outputTokens, cut);
     writeAnswer(res, plan.answer, headers, step);
   }
 
