@@ -1,6 +1,5 @@
-export { createPooledAnthropic } from './client.js';
 export { describeAnthropicError, describeAnthropicResponse } from './describe-error.js';
-export type { PoolCallOptions } from './pooled-fetch.js';
+export { createPooledAnthropic, type PooledAnthropicOptions } from './pooled-client.js';
 export { anthropicPrices } from './prices.js';
 export { probeAnthropic } from './probe.js';
 export {

@@ -9,22 +9,17 @@ import { extractAnthropicUsage } from './usage.js';
 
 export type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
-/** How the pooled client spends the pool: passed to every `pool.execute`. */
-export interface PoolCallOptions extends Omit<ExecuteOptions, 'model' | 'estimatedTokens' | 'signal'> {
-  /**
-   * Time limit for one key's attempt (headers and body, or up to a stream's first
-   * event). When it passes, the key takes a timeout failure and the request moves
-   * to another key. Without it only the client's `timeout` applies, to the whole call.
-   */
-  attemptTimeoutMs?: number;
-}
-
-export interface PooledFetchOptions extends PoolCallOptions {
+export interface PooledFetchOptions extends Omit<ExecuteOptions, 'model' | 'estimatedTokens' | 'signal'> {
   keyPool: KeyPool;
   /** The fetch that reaches upstream (the user's, or the global one). */
   fetch: Fetch;
   /** The client's base URL, read per request (the client is built after this fetch). */
   baseURL: () => string;
+  /**
+   * Time limit for one key's attempt (headers and body, or up to a stream's first
+   * event). When it passes, the key takes a timeout failure and the request moves on.
+   */
+  attemptTimeoutMs: number;
 }
 
 /** An attempt failed in a way another key may fix; carries the upstream answer in case none does. */
@@ -105,7 +100,7 @@ interface AttemptContext {
   init: RequestInit;
   baseURL: string;
   upstreamFetch: Fetch;
-  attemptTimeoutMs: number | undefined;
+  attemptTimeoutMs: number;
   deliver: (response: Response) => void;
 }
 
@@ -304,21 +299,17 @@ function replay(
   });
 }
 
-/** Per-attempt abort: the caller's signal, plus the attempt time limit when one is set. */
+/** Per-attempt abort: the caller's signal (and the SDK's overall timer), plus this attempt's time limit. */
 class AttemptTimer {
-  readonly signal: AbortSignal | undefined;
+  readonly signal: AbortSignal;
   private readonly controller = new AbortController();
-  private readonly handle: ReturnType<typeof setTimeout> | undefined;
+  private readonly handle: ReturnType<typeof setTimeout>;
   private timedOut = false;
 
   constructor(
     private readonly outer: AbortSignal | undefined,
-    timeoutMs: number | undefined,
+    timeoutMs: number,
   ) {
-    if (timeoutMs === undefined) {
-      this.signal = outer;
-      return;
-    }
     this.handle = setTimeout(() => {
       this.timedOut = true;
       this.controller.abort(new DOMException('The attempt timed out', 'TimeoutError'));
@@ -334,7 +325,7 @@ class AttemptTimer {
   }
 
   dispose(): void {
-    if (this.handle !== undefined) clearTimeout(this.handle);
+    clearTimeout(this.handle);
   }
 }
 
