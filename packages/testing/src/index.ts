@@ -14,3 +14,4 @@ export type {
 } from './provider-suite.js';
 export { headerValue, isQuotaOutcome, testProvider } from './provider-suite.js';
 export * from './services.js';
+export { type StoreFactory, testStore } from './store-suite.js';
