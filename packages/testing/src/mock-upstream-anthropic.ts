@@ -222,6 +222,10 @@ export const anthropicDialect: Dialect = {
     };
   },
 
+  streamErrorFrame(error: DialectError): string {
+    return sseFrame(error.body, 'error');
+  },
+
   rateLimitHeaders(view: LimitView, now, overrides = {}): Record<string, string> {
     const requestsReset = resetAt(now, overrides.requestsResetMs ?? view.requestsResetMs);
     const tokensReset = resetAt(now, overrides.tokensResetMs ?? view.tokensResetMs);

@@ -19,7 +19,7 @@ export interface MockLogEntry {
   readonly inputTokens: number;
   readonly outputTokens: number;
   readonly stream: boolean;
-  /** True when the response started and was then cut (mid-stream or before the first chunk). */
+  /** True when a 200 answer started but did not complete (cut, or an in-stream error event). */
   readonly cut: boolean;
   /** Request-id and rate-limit headers sent with the response (lower-case names); empty when dropped. */
   readonly headers: Readonly<Record<string, string>>;

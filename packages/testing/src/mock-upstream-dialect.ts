@@ -58,6 +58,8 @@ export interface Dialect {
   requestError(status: number, message: string, code?: string): DialectError;
   /** 429 for a key over its enforced rpm/tpm. */
   limitError(exceeded: 'requests' | 'tokens', view: LimitView, model: string | undefined): DialectError;
+  /** An error inside a 200 stream, framed the way the API sends it. */
+  streamErrorFrame(error: DialectError): string;
   /** Rate-limit headers; `overrides` come from a scripted 429. */
   rateLimitHeaders(view: LimitView, now: number, overrides?: RateLimitOverrides): Record<string, string>;
   /** Request id headers the real API sends on every response. */

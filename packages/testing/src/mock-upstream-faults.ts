@@ -16,7 +16,11 @@ export type FaultName =
   | 'billing'
   /** Destroy the socket before any response. */
   | 'drop'
-  /** Send the status line, headers and some of the body (stream chunks), then destroy the socket. */
+  /**
+   * Send the status line, headers and some of the body (stream chunks), then destroy the socket.
+   * With `status` on a stream: send the API's in-stream error event for that status instead
+   * (Anthropic `event: error` overloaded_error for 529, OpenAI `data: {"error":…}`) and end cleanly.
+   */
   | 'midStreamError'
   /** Send the status line and headers, then destroy the socket before the first body byte. */
   | 'beforeFirstChunkError'

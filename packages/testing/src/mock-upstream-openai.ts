@@ -385,6 +385,11 @@ export const openaiDialect: Dialect = {
     };
   },
 
+  // The SDK throws an APIError for any `data:` payload that has an `error` field.
+  streamErrorFrame(error: DialectError): string {
+    return sseFrame(error.body);
+  },
+
   rateLimitHeaders(view: LimitView, _now, overrides = {}): Record<string, string> {
     return {
       'x-ratelimit-limit-requests': String(view.requestsLimit),

@@ -488,3 +488,43 @@ it('closes cleanly with a request still waiting', async () => {
   await m.close();
   expect(await pending).toBeInstanceOf(Error);
 });
+
+describe('in-stream error events', () => {
+  it('Anthropic: event: error with overloaded_error after some events', async () => {
+    mock.setScript(ANTHROPIC_KEY, [{ fault: 'midStreamError', status: 529, afterChunks: 1 }]);
+    const events: string[] = [];
+    const error = (await failure(
+      (async () => {
+        const s = await anthropic().messages.create({
+          model: 'claude-haiku-4-5',
+          max_tokens: 100,
+          messages: [{ role: 'user', content: PROMPT }],
+          stream: true,
+        });
+        for await (const event of s) events.push(event.type);
+      })(),
+    )) as InstanceType<typeof Anthropic.APIError>;
+    expect(events).toEqual(['message_start']);
+    expect(error).toBeInstanceOf(Anthropic.APIError);
+    expect(error.type).toBe('overloaded_error');
+    expect(mock.counts.log[0]).toMatchObject({ status: 200, cut: true });
+  });
+
+  it('OpenAI: a data payload with an error field', async () => {
+    mock.setScript(OPENAI_KEY, [{ fault: 'midStreamError', status: 500 }]);
+    const stream = await openai().chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: PROMPT }],
+      stream: true,
+    });
+    let received = 0;
+    const error = (await failure(
+      (async () => {
+        for await (const _ of stream) received++;
+      })(),
+    )) as InstanceType<typeof OpenAI.APIError>;
+    expect(received).toBe(2);
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect(error.type).toBe('server_error');
+  });
+});

@@ -202,7 +202,7 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     const headers = { ...dialect.requestIdHeaders(), ...dialect.rateLimitHeaders(check.view, time) };
     const cut = step?.fault === 'midStreamError' || step?.fault === 'beforeFirstChunkError';
     log(200, headers, plan.inputTokens, cut ? 0 : plan.outputTokens, cut);
-    writeAnswer(res, plan.answer, headers, step);
+    writeAnswer(res, dialect, plan, headers, step);
   }
 
   const server = createServer((req, res) => {
@@ -253,10 +253,12 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
 
 function writeAnswer(
   res: ServerResponse,
-  answer: Answer,
+  dialect: Dialect,
+  plan: { answer: Answer; model?: string },
   headers: Record<string, string>,
   step?: FaultSpec,
 ): void {
+  const { answer } = plan;
   const cutAfter = (data: string) => {
     // Write, then cut once the bytes are on their way, so the client sees a started and broken answer.
     res.write(data, () => res.destroy());
@@ -273,7 +275,10 @@ function writeAnswer(
       return;
     }
     if (step?.fault === 'midStreamError') {
-      cutAfter(answer.frames.slice(0, step.afterChunks ?? 2).join(''));
+      const sent = answer.frames.slice(0, step.afterChunks ?? 2).join('');
+      if (step.status === undefined) return cutAfter(sent);
+      // With a status: the API's in-stream error event (e.g. Anthropic's overloaded_error), then a clean end.
+      res.end(sent + dialect.streamErrorFrame(dialect.faultError(step, plan.model)));
       return;
     }
     res.end(answer.frames.join(''));
