@@ -369,33 +369,49 @@ describe('scripted faults through the real SDKs', () => {
 
 describe('enforced limits', () => {
   it('answers 429 past rpm within a sliding window, then admits again once it slides', async () => {
-    const short = await startMockUpstream({ windowMs: 300 });
+    // A controlled clock keeps the window exact; windowMs shortens it as a fleet test would.
+    let clock = 5_000_000;
+    const short = await startMockUpstream({ windowMs: 300, now: () => clock });
     try {
       short.setLimits(OPENAI_KEY, { rpm: 2 });
       const client = new OpenAI({ apiKey: OPENAI_KEY, baseURL: `${short.url}/v1`, maxRetries: 0 });
-      const call = () =>
-        client.chat.completions
+      const call = (at: number) => {
+        clock = 5_000_000 + at;
+        return client.chat.completions
           .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: PROMPT }] })
           .withResponse()
           .then(
             ({ response }) => ({
               status: 200,
               remaining: response.headers.get('x-ratelimit-remaining-requests'),
+              reset: response.headers.get('x-ratelimit-reset-requests'),
             }),
             (e: InstanceType<typeof OpenAI.APIError>) => ({
               status: e.status,
               remaining: e.headers?.get('x-ratelimit-remaining-requests') ?? null,
+              reset: e.headers?.get('x-ratelimit-reset-requests') ?? null,
               code: e.code,
             }),
           );
-      expect(await call()).toEqual({ status: 200, remaining: '1' });
-      expect(await call()).toEqual({ status: 200, remaining: '0' });
-      expect(await call()).toEqual({ status: 429, remaining: '0', code: 'rate_limit_exceeded' });
-      await new Promise((r) => setTimeout(r, 350));
-      expect((await call()).status).toBe(200);
+      };
+      expect(await call(0)).toEqual({ status: 200, remaining: '1', reset: '300ms' });
+      expect(await call(100)).toEqual({ status: 200, remaining: '0', reset: '200ms' });
+      expect(await call(250)).toEqual({
+        status: 429,
+        remaining: '0',
+        reset: '50ms',
+        code: 'rate_limit_exceeded',
+      });
+      // At 300 the first request has left the window: one slot is free again.
+      expect(await call(300)).toMatchObject({ status: 200, remaining: '0' });
+      // The 429 counts as a request the key sent, but used no tokens.
       expect(short.counts.maxInAnyWindow(OPENAI_KEY)).toEqual({
         requests: 3,
         tokens: 2 * (8 + REPLY_TOKENS),
+      });
+      expect(short.counts.maxInAnyWindow(OPENAI_KEY, 1000)).toEqual({
+        requests: 4,
+        tokens: 3 * (8 + REPLY_TOKENS),
       });
     } finally {
       await short.close();
