@@ -205,6 +205,37 @@ describe('streams', () => {
     expect([served('a'), served('b')]).toEqual([1, 1]);
   });
 
+  it('switches keys when the first event is an error, through the user’s own fetch and headers', async () => {
+    const seen: Array<{ key: string | null; authorization: string | null; app: string | null }> = [];
+    const userFetch = async (input: string | URL | Request, init?: RequestInit) => {
+      const headers = new Headers(init?.headers);
+      seen.push({
+        key: headers.get('x-api-key'),
+        authorization: headers.get('authorization'),
+        app: headers.get('x-app'),
+      });
+      if (headers.get('x-api-key') === SECRETS.a) {
+        const overloaded = { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } };
+        return new Response(`event: error\ndata: ${JSON.stringify(overloaded)}\n\n`, {
+          headers: { 'content-type': 'text/event-stream' },
+        });
+      }
+      return fetch(input, init);
+    };
+    const { client, pool } = await setup(
+      ['a', 'b'],
+      {},
+      { fetch: userFetch, defaultHeaders: { 'x-app': 'demo' } },
+    );
+    const text = await collect(await client.messages.create({ ...ASK, stream: true }));
+    expect(text.length).toBeGreaterThan(0);
+    expect(seen).toEqual([
+      { key: SECRETS.a, authorization: null, app: 'demo' },
+      { key: SECRETS.b, authorization: null, app: 'demo' },
+    ]);
+    expect(statusOf(pool, 'a')?.lastError).toMatchObject({ failure: 'server', code: 'overloaded_error' });
+  });
+
   it('surfaces an error after the first event instead of switching keys', async () => {
     const { client, pool } = await setup();
     upstream.setScript('a', [{ fault: 'midStreamError', afterChunks: 2 }]);
