@@ -9,6 +9,7 @@ export {
   generateToken,
 } from './auth.js';
 export { ApiError, type ApiErrorCode, type ErrorBody } from './errors.js';
+export { type ImportReport, importKeys } from './import.js';
 export { createLogger, REDACT_PATHS } from './logger.js';
 export { buildOpenApi } from './openapi.js';
 export type { RouteDef } from './route.js';

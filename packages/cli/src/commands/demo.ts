@@ -1,0 +1,158 @@
+import { createLogger, startServer } from '@keypool/admin-api';
+import type { KeyPool, KeySpec } from '@keypool/spec';
+import { startMockUpstream } from '@keypool/testing';
+import { type GlobalOptions, openPool } from '../open-pool.js';
+import { describeStart, stopOnSignals } from './serve.js';
+
+export interface DemoOptions extends GlobalOptions {
+  port: number;
+  host: string;
+  /** Stop after this many seconds (tests, CI); default: run until Ctrl-C. */
+  duration?: number;
+  /** Synthetic requests per second. */
+  rate: number;
+}
+
+/** Demo secrets: obviously fake, accepted only by the mock upstream. */
+const DEMO_KEYS = {
+  'demo-openai-a': 'sk-demo-aaaaaaaaaaaaaaaaaaaaaaaa0001',
+  'demo-openai-b': 'sk-demo-bbbbbbbbbbbbbbbbbbbbbbbb0002',
+  'demo-openai-flaky': 'sk-demo-cccccccccccccccccccccccc0003',
+  'demo-openai-revoked': 'sk-demo-dddddddddddddddddddddddd0004',
+  'demo-anthropic': 'sk-ant-demo-eeeeeeeeeeeeeeeeeeeeee0005',
+};
+
+/** One synthetic call: lease, call the mock upstream the way a client without the SDK would, report. */
+async function oneCall(
+  pool: KeyPool,
+  baseURL: string,
+  provider: 'openai' | 'anthropic',
+  n: number,
+): Promise<void> {
+  const model = provider === 'openai' ? 'gpt-4o-mini' : 'claude-3-5-haiku-latest';
+  const lease = await pool.acquire({
+    provider,
+    model,
+    estimatedTokens: 60,
+    affinity: `case-${n % 7}`,
+    maxWaitMs: 2000,
+  });
+  const started = Date.now();
+  try {
+    const response =
+      provider === 'openai'
+        ? await fetch(`${baseURL}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${lease.secret}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ model, messages: [{ role: 'user', content: `demo request ${n}` }] }),
+          })
+        : await fetch(`${baseURL}/v1/messages`, {
+            method: 'POST',
+            headers: {
+              'x-api-key': lease.secret,
+              'anthropic-version': '2023-06-01',
+              'content-type': 'application/json',
+            },
+            body: JSON.stringify({
+              model,
+              max_tokens: 64,
+              messages: [{ role: 'user', content: `demo request ${n}` }],
+            }),
+          });
+    const body = (await response.json().catch(() => ({}))) as {
+      usage?: {
+        prompt_tokens?: number;
+        completion_tokens?: number;
+        input_tokens?: number;
+        output_tokens?: number;
+      };
+      error?: { code?: string; type?: string };
+    };
+    const usage = {
+      inputTokens: body.usage?.prompt_tokens ?? body.usage?.input_tokens ?? 0,
+      outputTokens: body.usage?.completion_tokens ?? body.usage?.output_tokens ?? 0,
+    };
+    const latencyMs = Date.now() - started;
+    if (response.ok) await lease.release({ ok: true, usage, latencyMs, headers: response.headers });
+    else {
+      const code = body.error?.code ?? body.error?.type;
+      await lease.release({
+        ok: false,
+        status: response.status,
+        headers: response.headers,
+        latencyMs,
+        ...(code !== undefined && { code }),
+      });
+    }
+  } catch (error) {
+    await lease.release({ ok: false, kind: 'connection', error, latencyMs: Date.now() - started });
+  }
+}
+
+export async function demo(options: DemoOptions): Promise<void> {
+  const mock = await startMockUpstream({ keys: DEMO_KEYS });
+  // Faults so the dashboard has something to show: rate limits, a flaky key, a revoked key.
+  mock.setScript('demo-openai-b', {
+    steps: ['ok', 'ok', 'ok', { status: 429, retryAfterS: 5 }],
+    repeat: true,
+  });
+  mock.setScript('demo-openai-flaky', { steps: ['ok', 500, 'ok', 503, 'ok', 'ok'], repeat: true });
+  mock.setScript('demo-openai-revoked', { steps: [401], repeat: true });
+  const keys: KeySpec[] = Object.entries(DEMO_KEYS).map(([alias, secret]) => ({
+    provider: alias.includes('anthropic') ? 'anthropic' : 'openai',
+    alias,
+    secret,
+    baseURL: alias.includes('anthropic') ? mock.url : `${mock.url}/v1`,
+    limits: { rpm: 120 },
+  }));
+  const opened = await openPool(options, { keys });
+  const running = await startServer({
+    pool: opened.pool,
+    masterKey: opened.masterKeys,
+    port: options.port,
+    host: options.host,
+    logger: createLogger({ level: process.env.LOG_LEVEL ?? 'warn' }),
+    healthIntervalMs: 2000,
+  });
+  if (options.json) {
+    console.log(JSON.stringify({ url: running.url, upstream: mock.url, adminToken: running.adminToken }));
+  } else {
+    console.log(
+      `keypool demo: mock upstream on ${mock.url}, ${keys.length} demo keys, synthetic traffic at ${options.rate}/s`,
+    );
+    describeStart(opened, running, (line) => console.log(line));
+    if (running.adminToken === undefined) {
+      console.log(
+        '  (the store already had an admin token; use it, or `keypool tokens create --name me --role admin`)',
+      );
+    }
+    console.log(`  Watch: curl -N -H "Authorization: Bearer <token>" ${running.url}/v1/events`);
+  }
+
+  let n = 0;
+  let calls = 0;
+  let failures = 0;
+  const traffic = setInterval(
+    () => {
+      n++;
+      const provider = n % 5 === 0 ? 'anthropic' : 'openai';
+      oneCall(opened.pool, mock.url, provider, n).then(
+        () => calls++,
+        () => failures++,
+      );
+    },
+    Math.max(10, Math.round(1000 / options.rate)),
+  );
+  const stop = async () => {
+    clearInterval(traffic);
+    await running.close();
+    await mock.close();
+    if (!options.json) console.log(`demo stopped after ${calls} calls (${failures} found no key).`);
+  };
+  if (options.duration !== undefined) {
+    await new Promise((resolve) => setTimeout(resolve, options.duration! * 1000));
+    await stop();
+    return;
+  }
+  stopOnSignals(stop);
+}

@@ -1,0 +1,89 @@
+import { createLogger, type RunningServer, startServer } from '@keypool/admin-api';
+import { type GlobalOptions, type OpenedPool, openPool } from '../open-pool.js';
+import { displayUrl } from '../store-url.js';
+
+export interface ServeOptions extends GlobalOptions {
+  port: number;
+  host: string;
+}
+
+/** Says where things are, once, in words: store, master key, URL, and the first admin token. */
+export function describeStart(opened: OpenedPool, running: RunningServer, say: (line: string) => void): void {
+  say(`keypool admin API on ${running.url}`);
+  say(`  store:      ${displayUrl(opened.storeUrl)}`);
+  const { masters } = opened;
+  if (masters.source === 'env') say('  master key: from KEYPOOL_MASTER_KEY');
+  else if (masters.source === 'generated') {
+    say(
+      `  master key: generated at ${masters.file} (mode 0600). Back it up: without it the stored secrets are lost.`,
+    );
+  } else say(`  master key: ${masters.file}`);
+  if (masters.keys.length > 1) say('  rotation under way: finish it with `keypool rotate-master-key`.');
+  say(`  OpenAPI:    ${running.url}/v1/openapi.json`);
+  if (running.adminToken !== undefined) {
+    say('');
+    say('  First start: an admin token was created. It is shown ONCE; only its hash is stored:');
+    say('');
+    say(`    ${running.adminToken}`);
+    say('');
+    say(`  Try: curl -H "Authorization: Bearer ${running.adminToken}" ${running.url}/v1/health`);
+  }
+  say('');
+}
+
+/** Stops gracefully on SIGINT/SIGTERM; a second signal exits at once. */
+export function stopOnSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    console.error(`\n${signal}: finishing in-flight requests (again to force)…`);
+    stop().then(
+      () => process.exit(0),
+      (error) => {
+        console.error(`keypool: shutdown failed: ${(error as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+export async function serve(options: ServeOptions): Promise<void> {
+  const opened = await openPool(options);
+  let running: RunningServer;
+  try {
+    running = await startServer({
+      pool: opened.pool,
+      masterKey: opened.masterKeys,
+      port: options.port,
+      host: options.host,
+      logger: createLogger(),
+    });
+  } catch (error) {
+    await opened.pool.close();
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw Object.assign(
+        new Error(`Port ${options.port} on ${options.host} is in use: pick another with --port.`),
+        {
+          code: 'EADDRINUSE',
+        },
+      );
+    }
+    throw error;
+  }
+  if (options.json) {
+    console.log(
+      JSON.stringify({
+        url: running.url,
+        store: displayUrl(opened.storeUrl),
+        masterKey: opened.masters.source === 'env' ? 'env' : opened.masters.file,
+        ...(running.adminToken !== undefined && { adminToken: running.adminToken }),
+      }),
+    );
+  } else {
+    describeStart(opened, running, (line) => console.log(line));
+  }
+  stopOnSignals(() => running.close());
+}
