@@ -40,10 +40,11 @@ const stream = anthropic.messages.stream({
   max_tokens: 256,
   messages: [{ role: 'user', content: 'Stream a hello.' }],
 });
+// The stream's lease is released (with its usage) just after its last event.
+const released = new Promise<void>((resolve) => pool.on('lease:released', (e) => e.ok && resolve()));
 const streamed = await stream.finalMessage();
 console.log(`streamed: ${streamed.usage.output_tokens} output tokens`);
-
-await new Promise((resolve) => setTimeout(resolve, 50)); // let the stream's release land
+await released;
 const [spent] = await pool.store.queryUsage({});
 console.log(
   `usage log: ${spent?.requests} requests (${spent?.errors} failed), ${spent?.inputTokens} in / ${spent?.outputTokens} out, $${spent?.costUsd.toFixed(6)}`,
