@@ -22,7 +22,7 @@ import type {
 } from '@keypool/spec';
 import { DuplicateKeyError } from './errors.js';
 import { SlidingWindow } from './sliding-window.js';
-import { aggregateUsage } from './usage-query.js';
+import { UsageLog } from './usage-log.js';
 
 export interface MemoryStoreOptions {
   /**
@@ -163,7 +163,7 @@ class MemoryStoreImpl implements MemoryStore {
   private version = 0;
   private readonly pools = new Map<string, PoolRecord>();
   private readonly tokens = new Map<string, TokenRecord>();
-  private readonly usage: BoundedLog<UsageRecord>;
+  private readonly usage: UsageLog;
   private readonly audit: BoundedLog<AuditEntry>;
   private readonly meta = new Map<string, string>();
 
@@ -177,7 +177,7 @@ class MemoryStoreImpl implements MemoryStore {
   private retryAt: number | null = null;
 
   constructor(options: MemoryStoreOptions) {
-    this.usage = new BoundedLog(options.maxUsageRecords ?? 100_000);
+    this.usage = new UsageLog(options.maxUsageRecords ?? 100_000);
     this.audit = new BoundedLog(options.maxAuditEntries ?? 10_000);
     this.expiredRetentionMs = options.expiredLeaseRetentionMs ?? 3_600_000;
     this.maxExpired = options.maxExpiredLeases ?? 100_000;
@@ -267,12 +267,11 @@ class MemoryStoreImpl implements MemoryStore {
   // -- durable: logs ---------------------------------------------------------
 
   async appendUsage(records: readonly UsageRecord[]): Promise<void> {
-    // Usage records are flat: a shallow copy is a full copy, and cheap on the release path.
-    for (const record of records) this.usage.push({ ...record });
+    for (const record of records) this.usage.append(record);
   }
 
   async queryUsage(query: UsageQuery): Promise<UsageRow[]> {
-    return aggregateUsage(this.usage, query);
+    return this.usage.query(query);
   }
 
   async appendAudit(entry: AuditEntry): Promise<void> {
