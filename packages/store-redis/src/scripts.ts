@@ -8,16 +8,22 @@ import type { Cluster, Redis } from 'ioredis';
  *
  *   B:st:<key>     hash   key state (bm:<model> = blocked-until per model)
  *   B:w:<key>      zset   sliding window: lease id -> reservedAt
- *   B:wt:<key>     hash   lease id -> tokens, plus ':total' (running sum)
- *   B:c:<key>      hash   d/m = current day/month, r:<day>, t:<day>, c:<month> (current and previous
- *                         day/month), f = in flight; expires two days after the month ends
+ *   B:wt:<key>     hash   sliding window: lease id -> tokens
+ *   B:c:<key>      hash   wn/wt = window count/tokens, f = in flight, d/m = current day/month,
+ *                         r:<day>, t:<day>, c:<month> (current and previous day/month);
+ *                         expires two days after the month of its last rollover ends
  *   B:leases       hash   lease id -> lease JSON (active leases)
  *   B:lexp         zset   lease id -> expiresAt
  *   B:xl:<lease>   string swept lease waiting for its late report (expires on its own)
+ *
+ * The hot scripts read a key's counters with one HMGET and write them back with
+ * one HSET (the script is atomic, so read-modify-write is safe): fewer calls per
+ * script is most of the cost.
  */
 
 const common = `
 local base = KEYS[1]
+-- Ends a lease (reservation kept as it stands); frees the probe slot if it held it.
 local function endLease(id, l)
   redis.call('HDEL', base .. ':leases', id)
   redis.call('ZREM', base .. ':lexp', id)
@@ -29,7 +35,7 @@ local function endLease(id, l)
   end
 end
 -- Drops entries that left the window (chunked: unpack has a stack limit).
-local function trim(wKey, tKey, cutoff)
+local function trim(wKey, tKey, cKey, cutoff)
   while true do
     local old = redis.call('ZRANGEBYSCORE', wKey, '-inf', cutoff, 'LIMIT', 0, 500)
     if #old == 0 then return end
@@ -38,7 +44,8 @@ local function trim(wKey, tKey, cutoff)
     for j = 1, #toks do sum = sum + (tonumber(toks[j]) or 0) end
     redis.call('HDEL', tKey, unpack(old))
     redis.call('ZREM', wKey, unpack(old))
-    redis.call('HINCRBYFLOAT', tKey, ':total', -sum)
+    local c = redis.call('HMGET', cKey, 'wn', 'wt')
+    redis.call('HSET', cKey, 'wn', math.max(0, (tonumber(c[1]) or 0) - #old), 'wt', (tonumber(c[2]) or 0) - sum)
     if #old < 500 then return end
   end
 end
@@ -52,14 +59,15 @@ end
  */
 const reserve = `${common}
 local now = tonumber(ARGV[1])
-local cutoff = now - tonumber(ARGV[2])
 local windowMs = tonumber(ARGV[2])
+local cutoff = now - windowMs
 local est = tonumber(ARGV[3])
 local estCost = tonumber(ARGV[4])
 local day, month = ARGV[5], ARGV[6]
 local dayEndsAt, monthEndsAt = tonumber(ARGV[7]), tonumber(ARGV[8])
 local model = ARGV[10]
 local leaseId = ARGV[11]
+local rKey, tdKey, cmKey = 'r:' .. day, 't:' .. day, 'c:' .. month
 local best = nil
 local out = {0, 0, 0}
 local function retry(at) if at and (best == nil or at < best) then best = at end end
@@ -87,54 +95,50 @@ for o = 14, #ARGV, 6 do
       else isProbe = true end
     end
   end
-  local wKey, tKey, cKey = base .. ':w:' .. id, base .. ':wt:' .. id, base .. ':c:' .. id
   if not reason then
-    trim(wKey, tKey, cutoff)
+    local wKey, tKey, cKey = base .. ':w:' .. id, base .. ':wt:' .. id, base .. ':c:' .. id
+    trim(wKey, tKey, cKey, cutoff)
+    local c = redis.call('HMGET', cKey, 'wn', 'wt', rKey, tdKey, cmKey, 'f', 'd', 'm')
+    local wn, wt = tonumber(c[1]) or 0, tonumber(c[2]) or 0
+    local r, t, cm = tonumber(c[3]) or 0, tonumber(c[4]) or 0, tonumber(c[5]) or 0
     local rpm, tpm = tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2])
     local rpd, tpd, budget = tonumber(ARGV[o + 3]), tonumber(ARGV[o + 4]), tonumber(ARGV[o + 5])
-    if rpm and redis.call('ZCARD', wKey) + 1 > rpm then reason = 'rpm'; oldest(wKey)
-    elseif tpm and (tonumber(redis.call('HGET', tKey, ':total')) or 0) + est > tpm then
+    if rpm and wn + 1 > rpm then reason = 'rpm'; oldest(wKey)
+    elseif tpm and wt + est > tpm then
       reason = 'tpm'
       if est <= tpm then oldest(wKey) end
-    elseif rpd or tpd or budget then
-      local c = redis.call('HMGET', cKey, 'r:' .. day, 't:' .. day, 'c:' .. month)
-      if rpd and (tonumber(c[1]) or 0) + 1 > rpd then reason = 'requests-per-day'; retry(dayEndsAt)
-      elseif tpd and (tonumber(c[2]) or 0) + est > tpd then reason = 'tokens-per-day'; retry(dayEndsAt)
-      elseif budget and (tonumber(c[3]) or 0) + estCost > budget then reason = 'monthly-budget'; retry(monthEndsAt)
-      end
+    elseif rpd and r + 1 > rpd then reason = 'requests-per-day'; retry(dayEndsAt)
+    elseif tpd and t + est > tpd then reason = 'tokens-per-day'; retry(dayEndsAt)
+    elseif budget and cm + estCost > budget then reason = 'monthly-budget'; retry(monthEndsAt)
     end
-  end
-  if not reason then
-    redis.call('ZADD', wKey, now, leaseId)
-    redis.call('HSET', tKey, leaseId, ARGV[3])
-    redis.call('HINCRBYFLOAT', tKey, ':total', ARGV[3])
-    -- Calendar rollover, only forward (a process with a lagging clock cannot wipe today).
-    -- The previous day/month stay readable for late settles and reports; older ones go.
-    local cur = redis.call('HMGET', cKey, 'd', 'm')
-    local newDay, newMonth = (not cur[1]) or day > cur[1], (not cur[2]) or month > cur[2]
-    if newDay or newMonth then
-      if cur[1] or cur[2] then
-        local drop = {}
-        for _, f in ipairs(redis.call('HKEYS', cKey)) do
-          local p, v = string.sub(f, 1, 2), string.sub(f, 3)
-          if (newDay and cur[1] and (p == 'r:' or p == 't:') and v < cur[1])
-            or (newMonth and cur[2] and p == 'c:' and v < cur[2]) then drop[#drop + 1] = f end
+    if not reason then
+      redis.call('ZADD', wKey, now, leaseId)
+      redis.call('HSET', tKey, leaseId, ARGV[3])
+      -- Calendar rollover, only forward (a process with a lagging clock cannot wipe today).
+      -- The previous day/month stay readable for late settles and reports; older ones go.
+      local newDay, newMonth = (not c[7]) or day > c[7], (not c[8]) or month > c[8]
+      if newDay or newMonth then
+        if c[7] or c[8] then
+          local drop = {}
+          for _, f in ipairs(redis.call('HKEYS', cKey)) do
+            local p, v = string.sub(f, 1, 2), string.sub(f, 3)
+            if (newDay and c[7] and (p == 'r:' or p == 't:') and v < c[7])
+              or (newMonth and c[8] and p == 'c:' and v < c[8]) then drop[#drop + 1] = f end
+          end
+          if #drop > 0 then redis.call('HDEL', cKey, unpack(drop)) end
         end
-        if #drop > 0 then redis.call('HDEL', cKey, unpack(drop)) end
+        if newDay then redis.call('HSET', cKey, 'd', day) end
+        if newMonth then redis.call('HSET', cKey, 'm', month) end
+        redis.call('PEXPIRE', cKey, ARGV[13])
       end
-      if newDay then redis.call('HSET', cKey, 'd', day) end
-      if newMonth then redis.call('HSET', cKey, 'm', month) end
+      redis.call('HSET', cKey, 'wn', wn + 1, 'wt', wt + est, rKey, r + 1, tdKey, t + est, cmKey, cm + estCost,
+        'f', (tonumber(c[6]) or 0) + 1)
+      local json = '{"keyId":' .. cjson.encode(id) .. ',"isProbe":' .. (isProbe and 'true' or 'false') .. ',' .. ARGV[12]
+      redis.call('HSET', base .. ':leases', leaseId, json)
+      redis.call('ZADD', base .. ':lexp', ARGV[9], leaseId)
+      if isProbe then redis.call('HSET', stKey, 'breaker', 'half-open', 'probeLeaseId', leaseId) end
+      return {1, json}
     end
-    redis.call('HINCRBY', cKey, 'r:' .. day, 1)
-    redis.call('HINCRBYFLOAT', cKey, 't:' .. day, ARGV[3])
-    redis.call('HINCRBYFLOAT', cKey, 'c:' .. month, ARGV[4])
-    redis.call('HINCRBY', cKey, 'f', 1)
-    redis.call('PEXPIRE', cKey, ARGV[13])
-    local json = '{"keyId":' .. cjson.encode(id) .. ',"isProbe":' .. (isProbe and 'true' or 'false') .. ',' .. ARGV[12]
-    redis.call('HSET', base .. ':leases', leaseId, json)
-    redis.call('ZADD', base .. ':lexp', ARGV[9], leaseId)
-    if isProbe then redis.call('HSET', stKey, 'breaker', 'half-open', 'probeLeaseId', leaseId) end
-    return {1, json}
   end
   out[#out + 1] = id
   out[#out + 1] = reason
@@ -154,23 +158,32 @@ if not json then
   return {'already-settled'}
 end
 local l = cjson.decode(json)
-local status = 'expired'
-if l.expiresAt > tonumber(ARGV[4]) then
-  status = 'settled'
-  local tokens = tonumber(ARGV[2])
-  local tKey = base .. ':wt:' .. l.keyId
-  local old = redis.call('HGET', tKey, id)
-  if old then
-    redis.call('HSET', tKey, id, ARGV[2])
-    redis.call('HINCRBYFLOAT', tKey, ':total', tokens - tonumber(old))
-  end
-  local cKey = base .. ':c:' .. l.keyId
-  local c = redis.call('HMGET', cKey, 't:' .. l.day, 'c:' .. l.month)
-  if c[1] then redis.call('HINCRBYFLOAT', cKey, 't:' .. l.day, tokens - l.estimatedTokens) end
-  if c[2] then redis.call('HINCRBYFLOAT', cKey, 'c:' .. l.month, tonumber(ARGV[3]) - l.estimatedCostUsd) end
+if l.expiresAt <= tonumber(ARGV[4]) then
+  endLease(id, l)
+  return {'expired', json}
 end
-endLease(id, l)
-return {status, json}
+redis.call('HDEL', base .. ':leases', id)
+redis.call('ZREM', base .. ':lexp', id)
+local tokens = tonumber(ARGV[2])
+local tKey, cKey = base .. ':wt:' .. l.keyId, base .. ':c:' .. l.keyId
+local tdKey, cmKey = 't:' .. l.day, 'c:' .. l.month
+local old = tonumber(redis.call('HGET', tKey, id))
+local c = redis.call('HMGET', cKey, 'wt', tdKey, cmKey, 'f')
+-- Only counters that still exist move: a trimmed entry or a reset/rolled-over day stays gone.
+local set = {}
+if old then
+  redis.call('HSET', tKey, id, ARGV[2])
+  set[#set + 1] = 'wt'; set[#set + 1] = (tonumber(c[1]) or 0) + tokens - old
+end
+if c[2] then set[#set + 1] = tdKey; set[#set + 1] = tonumber(c[2]) + tokens - l.estimatedTokens end
+if c[3] then set[#set + 1] = cmKey; set[#set + 1] = tonumber(c[3]) + tonumber(ARGV[3]) - l.estimatedCostUsd end
+if c[4] then set[#set + 1] = 'f'; set[#set + 1] = math.max(0, tonumber(c[4]) - 1) end
+if #set > 0 then redis.call('HSET', cKey, unpack(set)) end
+if l.isProbe then
+  local stKey = base .. ':st:' .. l.keyId
+  if redis.call('HGET', stKey, 'probeLeaseId') == id then redis.call('HDEL', stKey, 'probeLeaseId') end
+end
+return {'settled', json}
 `;
 
 /** ARGV: now, keepSweptMs. Returns the swept leases' JSON. */
@@ -233,6 +246,7 @@ return 1
 /**
  * ARGV: cutoff, day, month, keyIds... Returns per key: requestsInWindow,
  * tokensInWindow, requestsToday, tokensToday, costThisMonth, inFlight (strings).
+ * Read-only: entries older than the window that no reserve trimmed yet are subtracted here.
  */
 const snapshot = `
 local base = KEYS[1]
@@ -241,17 +255,20 @@ local out = {}
 for i = 4, #ARGV do
   local id = ARGV[i]
   local wKey, tKey = base .. ':w:' .. id, base .. ':wt:' .. id
-  local count = redis.call('ZCOUNT', wKey, '(' .. cutoff, '+inf')
-  local total = tonumber(redis.call('HGET', tKey, ':total')) or 0
+  local c = redis.call('HMGET', base .. ':c:' .. id, 'wn', 'wt', 'r:' .. ARGV[2], 't:' .. ARGV[2], 'c:' .. ARGV[3], 'f')
+  local count, total = tonumber(c[1]) or 0, tonumber(c[2]) or 0
   local old = redis.call('ZRANGEBYSCORE', wKey, '-inf', cutoff)
-  for j = 1, #old do total = total - (tonumber(redis.call('HGET', tKey, old[j])) or 0) end
-  local c = redis.call('HMGET', base .. ':c:' .. id, 'r:' .. ARGV[2], 't:' .. ARGV[2], 'c:' .. ARGV[3], 'f')
+  count = count - #old
+  for j = 1, #old, 500 do
+    local toks = redis.call('HMGET', tKey, unpack(old, j, math.min(j + 499, #old)))
+    for k = 1, #toks do total = total - (tonumber(toks[k]) or 0) end
+  end
   out[#out + 1] = tostring(count)
   out[#out + 1] = tostring(total)
-  out[#out + 1] = c[1] or '0'
-  out[#out + 1] = c[2] or '0'
   out[#out + 1] = c[3] or '0'
   out[#out + 1] = c[4] or '0'
+  out[#out + 1] = c[5] or '0'
+  out[#out + 1] = c[6] or '0'
 end
 return out
 `;
