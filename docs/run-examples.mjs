@@ -4,7 +4,9 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 
 const dir = new URL('./examples/', import.meta.url);
-const examples = readdirSync(dir).filter((f) => f.endsWith('.ts')).sort();
+const examples = readdirSync(dir)
+  .filter((f) => f.endsWith('.ts'))
+  .sort();
 let passed = 0;
 let failed = 0;
 for (const file of examples) {

@@ -5,7 +5,12 @@ import { memoryStore } from '@keypool/store-memory';
 const pool = await createKeyPool({
   store: memoryStore(),
   keys: [
-    { provider: 'openai', secret: 'sk-example-a-000000000000000', alias: 'a', limits: { rpm: 500, tpm: 200_000 } },
+    {
+      provider: 'openai',
+      secret: 'sk-example-a-000000000000000',
+      alias: 'a',
+      limits: { rpm: 500, tpm: 200_000 },
+    },
     { provider: 'openai', secret: 'sk-example-b-000000000000000', alias: 'b', priority: 1 }, // fallback tier
   ],
   strategy: 'least-used',

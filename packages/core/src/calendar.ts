@@ -29,7 +29,9 @@ export class Calendar {
         second: '2-digit',
       });
     } catch {
-      throw new RangeError(`timeZone "${timeZone}" is not a valid IANA time zone (e.g. "UTC", "Europe/Berlin")`);
+      throw new RangeError(
+        `timeZone "${timeZone}" is not a valid IANA time zone (e.g. "UTC", "Europe/Berlin")`,
+      );
     }
     this.timeZone = timeZone;
   }

@@ -252,13 +252,16 @@ export function parseRateLimitHeaders(headers: HeaderBag | undefined, now: numbe
 }
 
 /**
- * How long a rate-limited key should cool, from whatever the response said: the largest
- * usable wait among `retry-after-ms`, `retry-after` and the bucket resets. Among buckets,
- * those known to be empty decide; if none is known to be empty, the latest reset does.
+ * How long a rate-limited key should cool, from whatever the response said: an explicit
+ * `retry-after-ms`/`retry-after` wins (the larger if both); otherwise the bucket resets, where
+ * buckets known to be empty decide and, if none is known to be empty, the latest reset does.
  * Capped at 24 h; undefined when no header helps.
  */
 export function cooldownFromHeaders(headers: HeaderBag | undefined, now: number): number | undefined {
   const waits = retryAfterWaits(headers, now);
+  // An explicit retry-after is the server's instruction for this request; bucket
+  // resets say when a whole bucket refills, which can be much later.
+  if (waits.length > 0) return Math.max(...waits);
   const readings = [...readBuckets(headers, now).values()].filter((r) => r.resetInMs !== undefined);
   const empty = readings.filter((r) => r.bucket.remaining === 0);
   for (const reading of empty.length > 0 ? empty : readings) waits.push(reading.resetInMs!);

@@ -34,7 +34,10 @@ export class PoolEmitter {
         listener(payload);
       } catch (error) {
         if (event !== 'error') {
-          this.emit('error', { error: error instanceof Error ? error : new Error(String(error)), during: event });
+          this.emit('error', {
+            error: error instanceof Error ? error : new Error(String(error)),
+            during: event,
+          });
         }
       }
     }

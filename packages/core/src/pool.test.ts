@@ -7,7 +7,11 @@ import { definePlugin } from './plugins.js';
 import { createKeyPool, type KeyPoolOptions } from './pool.js';
 
 const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
-const SECRETS = ['sk-test-aaaaaaaaaaaaaaaa1111', 'sk-test-bbbbbbbbbbbbbbbb2222', 'sk-test-cccccccccccccccc3333'];
+const SECRETS = [
+  'sk-test-aaaaaaaaaaaaaaaa1111',
+  'sk-test-bbbbbbbbbbbbbbbb2222',
+  'sk-test-cccccccccccccccc3333',
+];
 
 function keys(count: number, extra: Partial<KeySpec> = {}): KeySpec[] {
   return Array.from({ length: count }, (_, i) => ({
@@ -65,7 +69,8 @@ describe('selection', () => {
     expect(await use(pool, { provider: 'anthropic' })).toBe('claude');
     expect(await use(pool, { provider: 'openai', model: 'gpt-4o' })).toBe('any');
     const served = new Set<string>();
-    for (let i = 0; i < 4; i++) served.add(await use(pool, { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' }));
+    for (let i = 0; i < 4; i++)
+      served.add(await use(pool, { provider: 'openai', model: 'gpt-4o-mini-2024-07-18' }));
     expect(served).toEqual(new Set(['mini-only', 'any']));
     await expect(pool.acquire({ provider: 'gemini' })).rejects.toMatchObject({
       code: 'KEYPOOL_NO_KEY_AVAILABLE',
@@ -92,7 +97,8 @@ describe('selection', () => {
   it('sticks an affinity to one key while it stays eligible, then moves it', async () => {
     const pool = await makePool({ keys: keys(3) });
     const first = await use(pool, { provider: 'openai', affinity: 'case-42' });
-    for (let i = 0; i < 5; i++) expect(await use(pool, { provider: 'openai', affinity: 'case-42' })).toBe(first);
+    for (let i = 0; i < 5; i++)
+      expect(await use(pool, { provider: 'openai', affinity: 'case-42' })).toBe(first);
     const lease = await pool.acquire({ provider: 'openai', affinity: 'case-42' });
     await lease.release({ ok: false, status: 429 });
     const moved = await use(pool, { provider: 'openai', affinity: 'case-42' });
@@ -100,25 +106,22 @@ describe('selection', () => {
     expect(await use(pool, { provider: 'openai', affinity: 'case-42' })).toBe(moved);
   });
 
-  it.each([
-    'random',
-    'least-used',
-    'weighted',
-    'priority',
-    'latency',
-  ] as const)('strategy %s serves every eligible key', async (strategy) => {
-    const pool = await makePool({ keys: keys(3), strategy });
-    const served = new Set<string>();
-    for (let i = 0; i < 60; i++) {
-      const lease = await pool.acquire({ provider: 'openai' });
-      served.add(lease.alias);
-      // Hold some leases so least-used and latency have something to balance.
-      if (i % 2 === 0) await lease.release({ ok: true, latencyMs: 10 + i });
-      else void lease.release({ ok: true, latencyMs: 5 });
-    }
-    if (strategy === 'priority') expect(served).toEqual(new Set(['k0']));
-    else expect(served.size).toBeGreaterThanOrEqual(2);
-  });
+  it.each(['random', 'least-used', 'weighted', 'priority', 'latency'] as const)(
+    'strategy %s serves every eligible key',
+    async (strategy) => {
+      const pool = await makePool({ keys: keys(3), strategy });
+      const served = new Set<string>();
+      for (let i = 0; i < 60; i++) {
+        const lease = await pool.acquire({ provider: 'openai' });
+        served.add(lease.alias);
+        // Hold some leases so least-used and latency have something to balance.
+        if (i % 2 === 0) await lease.release({ ok: true, latencyMs: 10 + i });
+        else void lease.release({ ok: true, latencyMs: 5 });
+      }
+      if (strategy === 'priority') expect(served).toEqual(new Set(['k0']));
+      else expect(served.size).toBeGreaterThanOrEqual(2);
+    },
+  );
 
   it('weighted strategy shares traffic in proportion to weight', async () => {
     const pool = await makePool({
@@ -154,7 +157,11 @@ describe('selection', () => {
 });
 
 describe('failure table', () => {
-  async function failOnce(pool: KeyPool, outcome: Parameters<Awaited<ReturnType<KeyPool['acquire']>>['release']>[0], model?: string) {
+  async function failOnce(
+    pool: KeyPool,
+    outcome: Parameters<Awaited<ReturnType<KeyPool['acquire']>>['release']>[0],
+    model?: string,
+  ) {
     const lease = await pool.acquire({ provider: 'openai', ...(model !== undefined && { model }) });
     const classification = await lease.release(outcome);
     return { alias: lease.alias, classification };
@@ -163,7 +170,11 @@ describe('failure table', () => {
   it('429 cools the key until retry-after, then it serves again', async () => {
     const pool = await makePool({ keys: keys(1) });
     const cooldowns = record(pool, 'key:cooldown');
-    const { classification } = await failOnce(pool, { ok: false, status: 429, headers: { 'retry-after': '7' } });
+    const { classification } = await failOnce(pool, {
+      ok: false,
+      status: 429,
+      headers: { 'retry-after': '7' },
+    });
     expect(classification).toMatchObject({ failure: 'rate-limit', retryable: true, cooldownMs: 7000 });
     expect(cooldowns).toEqual([expect.objectContaining({ alias: 'k0', cooldownMs: 7000 })]);
     expect(pool.health().keys[0]).toMatchObject({ status: 'cooling', until: T0 + 7000 });
@@ -210,30 +221,38 @@ describe('failure table', () => {
   it('403 excludes the key for that model only', async () => {
     const pool = await makePool({ keys: keys(2) });
     const { alias } = await failOnce(pool, { ok: false, status: 403 }, 'gpt-4o');
-    for (let i = 0; i < 4; i++) expect(await use(pool, { provider: 'openai', model: 'gpt-4o' })).not.toBe(alias);
+    for (let i = 0; i < 4; i++)
+      expect(await use(pool, { provider: 'openai', model: 'gpt-4o' })).not.toBe(alias);
     const served = new Set<string>();
     for (let i = 0; i < 4; i++) served.add(await use(pool, { provider: 'openai', model: 'gpt-4o-mini' }));
     expect(served.has(alias)).toBe(true);
   });
 
-  it.each([500, 503, 529])('%i counts toward the breaker: open after 3, one half-open probe, closed on success', async (status) => {
-    const pool = await makePool({ keys: keys(1), breaker: { failureThreshold: 3, cooldownMs: 10_000 } });
-    const opened = record(pool, 'breaker:open');
-    const closed = record(pool, 'breaker:close');
-    for (let i = 0; i < 2; i++) await failOnce(pool, { ok: false, status });
-    expect(opened).toHaveLength(0);
-    await failOnce(pool, { ok: false, status });
-    expect(opened).toEqual([expect.objectContaining({ alias: 'k0', failures: 3, until: T0 + 10_000 })]);
-    await expect(pool.acquire({ provider: 'openai' })).rejects.toMatchObject({ reasons: { k0: 'breaker-open' } });
-    await vi.advanceTimersByTimeAsync(10_000);
-    const probe = await pool.acquire({ provider: 'openai' });
-    // Only one probe at a time.
-    await expect(pool.acquire({ provider: 'openai' })).rejects.toMatchObject({ reasons: { k0: 'probe-in-flight' } });
-    await probe.release({ ok: true });
-    expect(closed).toHaveLength(1);
-    expect(pool.health().keys[0]?.breaker).toBe('closed');
-    expect(await use(pool)).toBe('k0');
-  });
+  it.each([500, 503, 529])(
+    '%i counts toward the breaker: open after 3, one half-open probe, closed on success',
+    async (status) => {
+      const pool = await makePool({ keys: keys(1), breaker: { failureThreshold: 3, cooldownMs: 10_000 } });
+      const opened = record(pool, 'breaker:open');
+      const closed = record(pool, 'breaker:close');
+      for (let i = 0; i < 2; i++) await failOnce(pool, { ok: false, status });
+      expect(opened).toHaveLength(0);
+      await failOnce(pool, { ok: false, status });
+      expect(opened).toEqual([expect.objectContaining({ alias: 'k0', failures: 3, until: T0 + 10_000 })]);
+      await expect(pool.acquire({ provider: 'openai' })).rejects.toMatchObject({
+        reasons: { k0: 'breaker-open' },
+      });
+      await vi.advanceTimersByTimeAsync(10_000);
+      const probe = await pool.acquire({ provider: 'openai' });
+      // Only one probe at a time.
+      await expect(pool.acquire({ provider: 'openai' })).rejects.toMatchObject({
+        reasons: { k0: 'probe-in-flight' },
+      });
+      await probe.release({ ok: true });
+      expect(closed).toHaveLength(1);
+      expect(pool.health().keys[0]?.breaker).toBe('closed');
+      expect(await use(pool)).toBe('k0');
+    },
+  );
 
   it('a failed probe reopens the breaker at once', async () => {
     const pool = await makePool({ keys: keys(1), breaker: { failureThreshold: 2, cooldownMs: 5000 } });
@@ -243,7 +262,9 @@ describe('failure table', () => {
     await vi.advanceTimersByTimeAsync(5000);
     await failOnce(pool, { ok: false, status: 502 });
     expect(opened).toHaveLength(2);
-    await expect(pool.acquire({ provider: 'openai' })).rejects.toMatchObject({ reasons: { k0: 'breaker-open' } });
+    await expect(pool.acquire({ provider: 'openai' })).rejects.toMatchObject({
+      reasons: { k0: 'breaker-open' },
+    });
   });
 
   it.each([400, 404, 409, 422])('%i is the caller’s fault: not retryable, no key effect', async (status) => {
@@ -332,10 +353,15 @@ describe('limits', () => {
   it('daily limits roll over at midnight in the pool time zone', async () => {
     // 23:30 in Berlin (UTC+1 in November).
     vi.setSystemTime(Date.UTC(2026, 10, 25, 22, 30));
-    const pool = await makePool({ keys: keys(1, { limits: { requestsPerDay: 2 } }), timeZone: 'Europe/Berlin' });
+    const pool = await makePool({
+      keys: keys(1, { limits: { requestsPerDay: 2 } }),
+      timeZone: 'Europe/Berlin',
+    });
     await use(pool);
     await use(pool);
-    const error = (await pool.acquire({ provider: 'openai' }).catch((e: unknown) => e)) as NoKeyAvailableError;
+    const error = (await pool
+      .acquire({ provider: 'openai' })
+      .catch((e: unknown) => e)) as NoKeyAvailableError;
     expect(error.reasons).toEqual({ k0: 'requests-per-day' });
     expect(error.retryAfterMs).toBe(30 * 60_000);
     await vi.advanceTimersByTimeAsync(30 * 60_000);
@@ -357,7 +383,9 @@ describe('limits', () => {
     expect(error.reasons).toEqual({ k0: 'monthly-budget' });
     expect(error.retryAfterMs).toBe(3600_000);
     await vi.advanceTimersByTimeAsync(3600_000);
-    await expect(pool.acquire({ provider: 'openai', model: 'test-model', estimatedTokens: 1 })).resolves.toBeDefined();
+    await expect(
+      pool.acquire({ provider: 'openai', model: 'test-model', estimatedTokens: 1 }),
+    ).resolves.toBeDefined();
   });
 });
 
@@ -453,7 +481,11 @@ describe('execute', () => {
   });
 
   it('honours the abort signal between attempts', async () => {
-    const pool = await makePool({ keys: keys(3), retry: { baseDelayMs: 10_000, maxDelayMs: 10_000 }, random: () => 0.5 });
+    const pool = await makePool({
+      keys: keys(3),
+      retry: { baseDelayMs: 10_000, maxDelayMs: 10_000 },
+      random: () => 0.5,
+    });
     const controller = new AbortController();
     const running = pool.execute(
       'openai',
@@ -533,7 +565,12 @@ describe('lifecycle and plugins', () => {
   });
 
   it('rejects bad key specs naming the field, never the secret', async () => {
-    const bad = { provider: 'openai', secret: 'sk-test-secret-value-1234', alias: 'bad', limits: { rpm: -1 } };
+    const bad = {
+      provider: 'openai',
+      secret: 'sk-test-secret-value-1234',
+      alias: 'bad',
+      limits: { rpm: -1 },
+    };
     const error = await makePool({ keys: [bad] }).catch((e: unknown) => e);
     expect(String(error)).toMatch(/limits\.rpm must be a positive number/);
     expect(String(error)).not.toContain('sk-test-secret-value-1234');
@@ -551,7 +588,10 @@ describe('lifecycle and plugins', () => {
     await first.close();
     const second = await createKeyPool({ store, masterKey, keys: keys(2), maxWaitMs: 0 });
     pools.push(second);
-    expect(second.keys().find((k) => k.id === k0)).toMatchObject({ enabled: false, disabledReason: 'rotating' });
+    expect(second.keys().find((k) => k.id === k0)).toMatchObject({
+      enabled: false,
+      disabledReason: 'rotating',
+    });
     expect(second.health().keys.find((k) => k.id === k0)?.status).toBe('disabled');
     store.close = closeStore;
   });

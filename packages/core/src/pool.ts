@@ -216,7 +216,14 @@ class Pool implements KeyPool {
   private keysVersion = -1;
   private storeDegraded: string | undefined;
   private closed = false;
-  private readonly counters = { acquired: 0, released: 0, expired: 0, retries: 0, noKeyAvailable: 0, waits: 0 };
+  private readonly counters = {
+    acquired: 0,
+    released: 0,
+    expired: 0,
+    retries: 0,
+    noKeyAvailable: 0,
+    waits: 0,
+  };
 
   constructor(options: KeyPoolOptions) {
     if (options === undefined || options.store === undefined) {
@@ -266,7 +273,10 @@ class Pool implements KeyPool {
             this.emitter.emit('store:degraded', { store: this.store.name, error: event.error });
           } else if (event.type === 'recovered') {
             this.storeDegraded = undefined;
-            this.emitter.emit('store:recovered', { store: this.store.name, flushedUsage: event.flushedUsage });
+            this.emitter.emit('store:recovered', {
+              store: this.store.name,
+              flushedUsage: event.flushedUsage,
+            });
           } else {
             void this.refresh().catch((error) => this.reportError(error, 'refresh'));
           }
@@ -307,7 +317,12 @@ class Pool implements KeyPool {
           retryAfterMs: null,
           waited,
         });
-        throw new NoKeyAvailableError({ provider: options.provider, model: options.model, retryAfterMs: null, reasons: {} });
+        throw new NoKeyAvailableError({
+          provider: options.provider,
+          model: options.model,
+          retryAfterMs: null,
+          reasons: {},
+        });
       }
       const window = this.calendar.at(now);
       const leaseId = this.nextId('l');
@@ -361,7 +376,10 @@ class Pool implements KeyPool {
     if (entry === undefined) {
       // The key vanished between reserve and now (deleted elsewhere): give the reservation back.
       void this.store.settle(record.id, { tokens: 0, costUsd: 0, now: this.now() });
-      throw new KeypoolError('KEYPOOL_UNKNOWN_KEY', `Key ${record.keyId} was removed while being leased; retry.`);
+      throw new KeypoolError(
+        'KEYPOOL_UNKNOWN_KEY',
+        `Key ${record.keyId} was removed while being leased; retry.`,
+      );
     }
     entry.inFlight++;
     this.counters.acquired++;
@@ -408,7 +426,9 @@ class Pool implements KeyPool {
 
   private async release(handle: LeaseHandle, outcome: ReleaseOutcome): Promise<Classification | undefined> {
     if (outcome === null || typeof outcome !== 'object' || typeof outcome.ok !== 'boolean') {
-      throw new ConfigError('release: outcome must be { ok: true, usage? } or { ok: false, status?, error? }');
+      throw new ConfigError(
+        'release: outcome must be { ok: true, usage? } or { ok: false, status?, error? }',
+      );
     }
     const { entry, record } = handle;
     const now = this.now();
@@ -428,7 +448,8 @@ class Pool implements KeyPool {
     entry.inputTokens += usage?.inputTokens ?? 0;
     entry.outputTokens += usage?.outputTokens ?? 0;
     entry.costUsd += costUsd;
-    entry.successRate = entry.successRate * (1 - EWMA_ALPHA) + (classification === undefined ? EWMA_ALPHA : 0);
+    entry.successRate =
+      entry.successRate * (1 - EWMA_ALPHA) + (classification === undefined ? EWMA_ALPHA : 0);
     if (outcome.latencyMs !== undefined && Number.isFinite(outcome.latencyMs)) {
       entry.latencyEwmaMs =
         entry.latencyEwmaMs === undefined
@@ -456,18 +477,26 @@ class Pool implements KeyPool {
     return classification;
   }
 
-  private classify(providerId: string, outcome: ReleaseOutcome & { ok: false }, model: string | undefined, now: number) {
+  private classify(
+    providerId: string,
+    outcome: ReleaseOutcome & { ok: false },
+    model: string | undefined,
+    now: number,
+  ) {
     let upstream: UpstreamOutcome;
     if (outcome.status === undefined && outcome.kind === undefined && outcome.error !== undefined) {
       const provider = this.plugins.providers.get(providerId);
-      upstream = provider !== undefined ? provider.describeError(outcome.error) : describeUpstreamError(outcome.error);
+      upstream =
+        provider !== undefined ? provider.describeError(outcome.error) : describeUpstreamError(outcome.error);
     } else {
       const described = outcome.error !== undefined ? describeUpstreamError(outcome.error) : undefined;
       upstream = {
         kind: outcome.kind ?? (outcome.status !== undefined ? 'http' : (described?.kind ?? 'connection')),
         ...(outcome.status !== undefined && { status: outcome.status }),
         ...((outcome.code ?? described?.code) !== undefined && { code: outcome.code ?? described?.code }),
-        ...((outcome.headers ?? described?.headers) !== undefined && { headers: outcome.headers ?? described?.headers }),
+        ...((outcome.headers ?? described?.headers) !== undefined && {
+          headers: outcome.headers ?? described?.headers,
+        }),
         ...(described?.message !== undefined && { message: described.message }),
       };
     }
@@ -476,7 +505,12 @@ class Pool implements KeyPool {
     return Object.assign(classification, { upstream });
   }
 
-  private async onSuccess(entry: KeyEntry, record: LeaseRecord, outcome: ReleaseOutcome, now: number): Promise<void> {
+  private async onSuccess(
+    entry: KeyEntry,
+    record: LeaseRecord,
+    outcome: ReleaseOutcome,
+    now: number,
+  ): Promise<void> {
     const state = entry.state;
     if (record.isProbe || state.consecutiveFailures > 0 || state.breaker !== 'closed') {
       const wasOpen = state.breaker !== 'closed';
@@ -498,7 +532,8 @@ class Pool implements KeyPool {
         const limits = provider.readRateLimits(outcome.headers, now);
         let until = 0;
         for (const bucket of [limits.requests, limits.tokens, limits.inputTokens, limits.outputTokens]) {
-          if (bucket?.remaining === 0 && bucket.resetAt !== undefined && bucket.resetAt > until) until = bucket.resetAt;
+          if (bucket?.remaining === 0 && bucket.resetAt !== undefined && bucket.resetAt > until)
+            until = bucket.resetAt;
         }
         if (until > now && (state.coolingUntil ?? 0) < until) {
           await this.writeState(entry, { set: { coolingUntil: until }, now });
@@ -542,7 +577,10 @@ class Pool implements KeyPool {
       }
       case 'auth':
         await this.writeState(entry, { set: { invalidSince: now, lastError }, now });
-        this.emitter.emit('key:invalid', { ...event, ...(upstream.status !== undefined && { status: upstream.status }) });
+        this.emitter.emit('key:invalid', {
+          ...event,
+          ...(upstream.status !== undefined && { status: upstream.status }),
+        });
         return;
       case 'forbidden': {
         const until = this.calendar.at(now).dayEndsAt;
@@ -580,7 +618,10 @@ class Pool implements KeyPool {
     }
   }
 
-  private async writeState(entry: KeyEntry, update: Parameters<Store['updateKeyState']>[1]): Promise<KeyState> {
+  private async writeState(
+    entry: KeyEntry,
+    update: Parameters<Store['updateKeyState']>[1],
+  ): Promise<KeyState> {
     const before = this.statusOf(entry, update.now);
     const state = await this.store.updateKeyState(entry.id, update);
     entry.state = state;
@@ -643,14 +684,19 @@ class Pool implements KeyPool {
   // Execute: retries across keys per the failure table
   // -------------------------------------------------------------------------
 
-  async execute<T>(provider: string, fn: (lease: Lease) => Promise<T>, options: ExecuteOptions = {}): Promise<T> {
+  async execute<T>(
+    provider: string,
+    fn: (lease: Lease) => Promise<T>,
+    options: ExecuteOptions = {},
+  ): Promise<T> {
     this.assertOpen();
     const maxAttempts = options.maxAttempts ?? this.retry.maxAttempts;
     if (!(Number.isInteger(maxAttempts) && maxAttempts >= 1)) {
       throw new ConfigError('execute: maxAttempts must be a whole number >= 1');
     }
     const startedAt = this.now();
-    const deadline = options.deadlineMs !== undefined ? startedAt + options.deadlineMs : Number.POSITIVE_INFINITY;
+    const deadline =
+      options.deadlineMs !== undefined ? startedAt + options.deadlineMs : Number.POSITIVE_INFINITY;
     const tried: string[] = [];
     let lastError: unknown;
     let hasLastError = false;
@@ -707,7 +753,10 @@ class Pool implements KeyPool {
       }
     }
     if (hasLastError) throw lastError;
-    throw new KeypoolError('KEYPOOL_DEADLINE', `execute: deadline of ${options.deadlineMs} ms passed before any attempt.`);
+    throw new KeypoolError(
+      'KEYPOOL_DEADLINE',
+      `execute: deadline of ${options.deadlineMs} ms passed before any attempt.`,
+    );
   }
 
   /** Exponential backoff with full jitter. */
@@ -732,7 +781,8 @@ class Pool implements KeyPool {
     };
     const out: ReserveCandidate[] = [];
     for (const tier of tiers) {
-      const keys = exclude !== undefined && exclude.length > 0 ? tier.filter((k) => !exclude.includes(k.id)) : tier;
+      const keys =
+        exclude !== undefined && exclude.length > 0 ? tier.filter((k) => !exclude.includes(k.id)) : tier;
       if (keys.length === 0) continue;
       const ordered = this.strategy.order(keys, context);
       let stickyEntry: KeyEntry | undefined;
@@ -829,8 +879,12 @@ class Pool implements KeyPool {
     }
   }
 
+  /** Time-ordered ids, so listing by (createdAt, id) keeps the order keys were declared in. */
   private nextKeyId(): string {
-    return `key_${randomBytes(9).toString('base64url')}`;
+    this.idCounter++;
+    const time = this.now().toString(36).padStart(9, '0');
+    const sequence = (this.idCounter % 36 ** 4).toString(36).padStart(4, '0');
+    return `key_${time}${sequence}${randomBytes(4).toString('hex')}`;
   }
 
   keys(): KeyInfo[] {
@@ -857,13 +911,19 @@ class Pool implements KeyPool {
   async updateKey(id: string, patch: Partial<Omit<KeySpec, 'provider'>>): Promise<KeyInfo> {
     this.assertOpen();
     const record = await this.requireKey(id);
-    validateKeySpec({ provider: record.provider, secret: patch.secret ?? 'placeholder', ...patch } as KeySpec, `key ${record.alias}`);
+    validateKeySpec(
+      { provider: record.provider, secret: patch.secret ?? 'placeholder', ...patch } as KeySpec,
+      `key ${record.alias}`,
+    );
     const next = patchKeyRecord(record, patch, this.currentMaster(), this.now());
     if (patch.alias !== undefined) this.assertAliasFree(next.alias, id);
     if (patch.secret !== undefined) {
       const clash = await this.store.getKeyByFingerprint(next.fingerprint);
       if (clash !== undefined && clash.id !== id) {
-        throw new KeypoolError('KEYPOOL_DUPLICATE_KEY', `This secret is already in the pool as "${clash.alias}".`);
+        throw new KeypoolError(
+          'KEYPOOL_DUPLICATE_KEY',
+          `This secret is already in the pool as "${clash.alias}".`,
+        );
       }
     }
     await this.store.putKey(next);
@@ -985,7 +1045,11 @@ class Pool implements KeyPool {
     for (const record of records) {
       seen.add(record.id);
       const entry = this.entries.get(record.id);
-      if (entry !== undefined && entry.record.updatedAt === record.updatedAt && entry.record.sealedSecret === record.sealedSecret) {
+      if (
+        entry !== undefined &&
+        entry.record.updatedAt === record.updatedAt &&
+        entry.record.sealedSecret === record.sealedSecret
+      ) {
         continue;
       }
       let secret: string;
@@ -1176,6 +1240,10 @@ class Pool implements KeyPool {
         this.waiters.delete(waiter);
         reject(abortReason(signal));
       };
+      if (signal?.aborted) {
+        onAbort();
+        return;
+      }
       signal?.addEventListener('abort', onAbort, { once: true });
       if (wakeable) this.waiters.add(waiter);
       else this.sleepers.add(waiter);
@@ -1231,12 +1299,15 @@ function resolveMasters(value: KeyPoolOptions['masterKey'], store: Store): Maste
     return [parseMasterKey(generateMasterKey())];
   }
   return list.map((item, index) =>
-    typeof item === 'string' ? parseMasterKey(item, index === 0 ? 'masterKey' : `masterKey[${index}]`) : (item as MasterKey),
+    typeof item === 'string'
+      ? parseMasterKey(item, index === 0 ? 'masterKey' : `masterKey[${index}]`)
+      : (item as MasterKey),
   );
 }
 
 function breakerNow(state: KeyState, now: number) {
-  if (state.breaker === 'open' && state.breakerOpenUntil !== undefined && state.breakerOpenUntil <= now) return 'half-open';
+  if (state.breaker === 'open' && state.breakerOpenUntil !== undefined && state.breakerOpenUntil <= now)
+    return 'half-open';
   return state.breaker;
 }
 

@@ -15,7 +15,11 @@ describe('PriceBook', () => {
   });
 
   it('charges cached input at its own price', () => {
-    const cost = book.cost('gpt-4o-mini', { inputTokens: 1_000_000, outputTokens: 1_000_000, cachedInputTokens: 500_000 });
+    const cost = book.cost('gpt-4o-mini', {
+      inputTokens: 1_000_000,
+      outputTokens: 1_000_000,
+      cachedInputTokens: 500_000,
+    });
     expect(cost).toBeCloseTo(0.5 * 0.15 + 0.5 * 0.075 + 0.6, 10);
   });
 

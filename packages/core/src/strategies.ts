@@ -25,7 +25,9 @@ export function createStrategy(name: BuiltInStrategyName): Strategy {
         name,
         // Unmeasured keys first so every key gets sampled.
         order: (keys) =>
-          [...keys].sort((a, b) => (a.latencyEwmaMs ?? -1) - (b.latencyEwmaMs ?? -1) || a.inFlight - b.inFlight),
+          [...keys].sort(
+            (a, b) => (a.latencyEwmaMs ?? -1) - (b.latencyEwmaMs ?? -1) || a.inFlight - b.inFlight,
+          ),
       };
   }
 }

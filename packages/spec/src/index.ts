@@ -579,7 +579,13 @@ export interface Strategy {
   order: StrategyFn;
 }
 
-export type BuiltInStrategyName = 'round-robin' | 'random' | 'least-used' | 'weighted' | 'priority' | 'latency';
+export type BuiltInStrategyName =
+  | 'round-robin'
+  | 'random'
+  | 'least-used'
+  | 'weighted'
+  | 'priority'
+  | 'latency';
 
 // ---------------------------------------------------------------------------
 // Leases, outcomes, pool API
@@ -693,7 +699,10 @@ export interface PoolStats {
   noKeyAvailable: number;
   waits: number;
   inFlight: number;
-  byKey: Record<string, { requests: number; errors: number; inputTokens: number; outputTokens: number; costUsd: number }>;
+  byKey: Record<
+    string,
+    { requests: number; errors: number; inputTokens: number; outputTokens: number; costUsd: number }
+  >;
 }
 
 // ---------------------------------------------------------------------------
@@ -708,7 +717,12 @@ export interface KeyEventBase {
 
 export interface PoolEvents {
   'lease:acquired': KeyEventBase & { leaseId: string; model?: string; waitedMs: number; isProbe: boolean };
-  'lease:released': KeyEventBase & { leaseId: string; ok: boolean; failure?: FailureClass; latencyMs?: number };
+  'lease:released': KeyEventBase & {
+    leaseId: string;
+    ok: boolean;
+    failure?: FailureClass;
+    latencyMs?: number;
+  };
   'lease:expired': KeyEventBase & { leaseId: string };
   'key:cooldown': KeyEventBase & { until: number; cooldownMs: number };
   'key:exhausted': KeyEventBase & { until: number };

@@ -23,7 +23,9 @@ export async function isServiceAvailable(name: string, check: () => Promise<unkn
     if (servicesRequired) {
       throw new Error(`${name} is required (KEYPOOL_REQUIRE_SERVICES=1) but unreachable: ${why}`);
     }
-    console.warn(`\n!!! ${name} unreachable (${why}): its tests are SKIPPED. Start it (see README) or set KEYPOOL_REQUIRE_SERVICES=1 to fail instead.\n`);
+    console.warn(
+      `\n!!! ${name} unreachable (${why}): its tests are SKIPPED. Start it (see README) or set KEYPOOL_REQUIRE_SERVICES=1 to fail instead.\n`,
+    );
     return false;
   }
 }
