@@ -38,12 +38,16 @@ export class SqlContext {
    * synchronous, so waiting on the file lock would block the event loop that
    * the lock holder needs to finish.
    */
-  async transaction<T>(fn: (tx: AnyKysely) => Promise<T>): Promise<T> {
+  async transaction<T>(
+    fn: (tx: AnyKysely) => Promise<T>,
+    options: { isHotState?: boolean } = {},
+  ): Promise<T> {
+    const begin = this.#beginSql(options.isHotState === true);
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.#writeLock.run(() =>
           this.#root.connection().execute(async (conn) => {
-            await sql.raw(this.dialect === 'sqlite' ? 'begin immediate' : 'begin').execute(conn);
+            await sql.raw(begin).execute(conn);
             try {
               const result = await fn(this.#scoped(conn));
               await sql.raw('commit').execute(conn);
@@ -63,6 +67,21 @@ export class SqlContext {
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
       }
     }
+  }
+
+  /**
+   * Hot state on PostgreSQL commits without waiting for the WAL flush
+   * (`synchronous_commit = off`, this transaction only): a database crash may
+   * forget the last fraction of a second of reservations, never corrupt them,
+   * and the fsync would otherwise dominate every acquire. Records (keys, usage,
+   * audit) always commit durably. Sent with BEGIN in one round trip.
+   */
+  #beginSql(isHotState: boolean): string {
+    if (this.dialect === 'sqlite') return 'begin immediate';
+    if (this.dialect === 'postgres' && isHotState && !this.layout.isHotStateDurable) {
+      return 'begin; set local synchronous_commit = off';
+    }
+    return 'begin';
   }
 
   /** `SELECT … FOR UPDATE` where the dialect has row locks (SQLite's write transaction already excludes others). */

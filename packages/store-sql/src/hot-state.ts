@@ -48,6 +48,7 @@ const expiredLeaseRetentionMs = 24 * 60 * 60_000;
 export function hotStateMethods(ctx: SqlContext) {
   const t = (name: Parameters<SqlContext['t']>[0]) => ctx.t(name);
   let lastPurgeAt = Number.NEGATIVE_INFINITY;
+  const hotTransaction = <T>(fn: (tx: AnyKysely) => Promise<T>) => ctx.transaction(fn, { isHotState: true });
 
   async function selectStates(tx: AnyKysely, ids: readonly string[]): Promise<Row[]> {
     let q = tx.selectFrom(t('key_state')).selectAll().where('key_id', 'in', ids).orderBy('key_id');
@@ -130,28 +131,51 @@ export function hotStateMethods(ctx: SqlContext) {
   }
 
   /** Adds to the day and month counters of a key, creating them on first use. */
-  async function addToCounters(
-    tx: AnyKysely,
+  function countersUpsert(
     keyId: string,
     windows: readonly string[],
     add: { requests: number; tokens: number; costUsd: number },
-  ): Promise<void> {
+  ) {
     const values = sql.join(
       windows.map((w) => sql`(${keyId}, ${w}, ${add.requests}, ${add.tokens}, ${add.costUsd})`),
     );
     const table = ctx.ref('counters');
     const columns = sql`(key_id, window_id, requests, tokens, cost_usd)`;
     if (ctx.dialect === 'mysql') {
-      await sql`insert into ${table} ${columns} values ${values} on duplicate key update
-        requests = requests + values(requests), tokens = tokens + values(tokens), cost_usd = cost_usd + values(cost_usd)`.execute(
-        tx,
-      );
-    } else {
-      await sql`insert into ${table} as c ${columns} values ${values} on conflict (key_id, window_id) do update set
-        requests = c.requests + excluded.requests, tokens = c.tokens + excluded.tokens, cost_usd = c.cost_usd + excluded.cost_usd`.execute(
-        tx,
-      );
+      return sql`insert into ${table} ${columns} values ${values} on duplicate key update
+        requests = requests + values(requests), tokens = tokens + values(tokens), cost_usd = cost_usd + values(cost_usd)`;
     }
+    return sql`insert into ${table} as c ${columns} values ${values} on conflict (key_id, window_id) do update set
+      requests = c.requests + excluded.requests, tokens = c.tokens + excluded.tokens, cost_usd = c.cost_usd + excluded.cost_usd`;
+  }
+
+  /** Window entry, day/month counters, lease and (for a probe) the breaker's probe slot. */
+  async function recordReservation(tx: AnyKysely, lease: LeaseRecord, now: number): Promise<void> {
+    const entry = {
+      lease_id: lease.id,
+      key_id: lease.keyId,
+      reserved_at: lease.reservedAt,
+      tokens: lease.estimatedTokens,
+    };
+    const add = { requests: 1, tokens: lease.estimatedTokens, costUsd: lease.estimatedCostUsd };
+    const probe = { breaker: 'half-open', probe_lease_id: lease.id, updated_at: now };
+    if (ctx.dialect === 'postgres') {
+      // One round trip: PostgreSQL runs data-modifying CTEs in the same statement.
+      const leaseRow = leaseToRow(lease);
+      const probeUpdate = lease.isProbe
+        ? sql`, s as (update ${ctx.ref('key_state')} set breaker = ${probe.breaker}, probe_lease_id = ${probe.probe_lease_id},
+            updated_at = ${probe.updated_at} where key_id = ${lease.keyId})`
+        : sql``;
+      await sql`with w as (insert into ${ctx.ref('window_entries')} ${columnsOf(entry)} values ${valuesOf(entry)}),
+        c as (${countersUpsert(lease.keyId, [lease.day, lease.month], add)})${probeUpdate}
+        insert into ${ctx.ref('leases')} ${columnsOf(leaseRow)} values ${valuesOf(leaseRow)}`.execute(tx);
+      return;
+    }
+    await tx.insertInto(t('window_entries')).values(entry).execute();
+    await countersUpsert(lease.keyId, [lease.day, lease.month], add).execute(tx);
+    await tx.insertInto(t('leases')).values(leaseToRow(lease)).execute();
+    if (lease.isProbe)
+      await tx.updateTable(t('key_state')).set(probe).where('key_id', '=', lease.keyId).execute();
   }
 
   async function freeProbeSlots(tx: AnyKysely, leaseIds: readonly string[]): Promise<void> {
@@ -165,7 +189,7 @@ export function hotStateMethods(ctx: SqlContext) {
 
   async function purgeOld(now: number): Promise<void> {
     lastPurgeAt = now;
-    await ctx.transaction(async (tx) => {
+    await hotTransaction(async (tx) => {
       await tx
         .deleteFrom(t('window_entries'))
         .where('reserved_at', '<', now - retentionMs)
@@ -195,7 +219,7 @@ export function hotStateMethods(ctx: SqlContext) {
             c.limits.monthlyBudgetUsd !== undefined,
         ),
       };
-      return ctx.transaction(async (tx) => {
+      return hotTransaction(async (tx) => {
         const states = await lockStates(tx, ids);
         const consumption = await readConsumption(tx, ids, request, parts);
         const reasons: Record<string, IneligibleReason> = {};
@@ -224,28 +248,7 @@ export function hotStateMethods(ctx: SqlContext) {
             };
             if (request.model !== undefined) lease.model = request.model;
             if (request.meta !== undefined) lease.meta = request.meta;
-            await tx
-              .insertInto(t('window_entries'))
-              .values({
-                lease_id: lease.id,
-                key_id: lease.keyId,
-                reserved_at: lease.reservedAt,
-                tokens: lease.estimatedTokens,
-              })
-              .execute();
-            await addToCounters(tx, lease.keyId, [lease.day, lease.month], {
-              requests: 1,
-              tokens: lease.estimatedTokens,
-              costUsd: lease.estimatedCostUsd,
-            });
-            await tx.insertInto(t('leases')).values(leaseToRow(lease)).execute();
-            if (lease.isProbe) {
-              await tx
-                .updateTable(t('key_state'))
-                .set({ breaker: 'half-open', probe_lease_id: lease.id, updated_at: request.now })
-                .where('key_id', '=', lease.keyId)
-                .execute();
-            }
+            await recordReservation(tx, lease, request.now);
             return { ok: true, lease };
           }
           reasons[candidate.keyId] = verdict.reason;
@@ -269,7 +272,24 @@ export function hotStateMethods(ctx: SqlContext) {
     },
 
     async settle(leaseId: string, settlement: Settlement): Promise<SettleResult> {
-      return ctx.transaction(async (tx) => {
+      return hotTransaction(async (tx) => {
+        if (ctx.dialect === 'postgres') {
+          // Common case in one statement: claim the active lease (the WHERE is
+          // re-checked after any lock wait, so one settle wins) and reconcile.
+          const { tokens, costUsd, now } = settlement;
+          const { rows } = await sql<Row>`with l as (
+              update ${ctx.ref('leases')} set status = 'settled'
+              where id = ${leaseId} and status = 'active' and expires_at > ${now} returning *),
+            w as (update ${ctx.ref('window_entries')} set tokens = ${tokens} where lease_id in (select id from l)),
+            c as (update ${ctx.ref('counters')} as c
+              set tokens = c.tokens + (${tokens}::bigint - l.estimated_tokens),
+                cost_usd = c.cost_usd + (${costUsd}::double precision - l.estimated_cost_usd)
+              from l where c.key_id = l.key_id and c.window_id in (l.day, l.month)),
+            s as (update ${ctx.ref('key_state')} set probe_lease_id = null
+              where probe_lease_id = ${leaseId} and exists (select 1 from l where l.is_probe = 1))
+            select * from l`.execute(tx);
+          if (rows[0]) return { status: 'settled', lease: leaseFromRow(rows[0]) };
+        }
         let q = tx.selectFrom(t('leases')).selectAll().where('id', '=', leaseId);
         if (ctx.hasRowLocks) q = q.forUpdate();
         const row = await q.executeTakeFirst();
@@ -309,7 +329,7 @@ export function hotStateMethods(ctx: SqlContext) {
     },
 
     async expireLeases(now: number): Promise<LeaseRecord[]> {
-      const leases = await ctx.transaction(async (tx) => {
+      const leases = await hotTransaction(async (tx) => {
         let q = tx
           .selectFrom(t('leases'))
           .selectAll()
@@ -345,7 +365,7 @@ export function hotStateMethods(ctx: SqlContext) {
     },
 
     async updateKeyState(keyId: string, update: KeyStateUpdate): Promise<KeyState> {
-      return ctx.transaction(async (tx) => {
+      return hotTransaction(async (tx) => {
         const current = (await lockStates(tx, [keyId])).get(keyId) ?? defaultState(keyId);
         const next = applyUpdate(current, update);
         await tx.updateTable(t('key_state')).set(stateToRow(next)).where('key_id', '=', keyId).execute();
@@ -354,7 +374,7 @@ export function hotStateMethods(ctx: SqlContext) {
     },
 
     async resetKeyState(keyId: string, options: { counters?: boolean; now: number }): Promise<void> {
-      await ctx.transaction(async (tx) => {
+      await hotTransaction(async (tx) => {
         await lockStates(tx, [keyId]);
         await tx
           .updateTable(t('key_state'))
@@ -370,7 +390,7 @@ export function hotStateMethods(ctx: SqlContext) {
 
     /** Drops every piece of hot state of a deleted key. */
     async dropKeyState(keyId: string): Promise<void> {
-      await ctx.transaction(async (tx) => {
+      await hotTransaction(async (tx) => {
         for (const table of ['key_state', 'window_entries', 'counters'] as const) {
           await tx.deleteFrom(t(table)).where('key_id', '=', keyId).execute();
         }
@@ -403,6 +423,14 @@ export function hotStateMethods(ctx: SqlContext) {
       });
     },
   };
+}
+
+function columnsOf(row: Row) {
+  return sql`(${sql.join(Object.keys(row).map((c) => sql.ref(c)))})`;
+}
+
+function valuesOf(row: Row) {
+  return sql`(${sql.join(Object.values(row))})`;
 }
 
 type Verdict =

@@ -22,6 +22,8 @@ export interface Layout {
   dialect: SqlDialectName;
   schema: string | undefined;
   prefix: string;
+  /** PostgreSQL: commit hot state with a WAL flush too (slower; see `SqlContext.transaction`). */
+  isHotStateDurable: boolean;
 }
 
 /** Meta row holding the fleet-wide key-records version (see `keysVersion`). */

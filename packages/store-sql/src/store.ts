@@ -19,6 +19,13 @@ interface CommonOptions {
    * e.g. a `redisStore`, while records stay in SQL. Not closed by this store.
    */
   hotState?: Store;
+  /**
+   * PostgreSQL: make every reservation wait for the WAL flush. Off by default:
+   * hot state commits with `synchronous_commit = off` (a database crash may lose
+   * the last moments of reservations, never records), which is what keeps an
+   * acquire near a plain round trip.
+   */
+  durableHotState?: boolean;
 }
 
 export type SqlStoreOptions =
@@ -49,6 +56,7 @@ export function sqlStore(options: SqlStoreOptions): SqlStore {
     dialect: connection.dialect,
     schema: options.schema,
     prefix: validPrefix(options.tablePrefix ?? ''),
+    isHotStateDurable: options.durableHotState === true,
   };
   const writeLock = writeLockFor(connection.dialect, connection.lockId);
   const ctx = new SqlContext(connection.db, layout, writeLock);
