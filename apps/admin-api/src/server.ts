@@ -25,9 +25,10 @@ export interface RunningServer {
   /** The admin token created on first start; shown once, only its hash is stored. */
   adminToken: string | undefined;
   /**
-   * Graceful stop: refuse new connections, let in-flight requests finish, end SSE
-   * streams, wait for open leases to be reported, then close the pool (which
-   * flushes usage and closes the store).
+   * Graceful stop: /readyz turns 503 and new leases are refused, SSE streams end,
+   * open leases get `shutdownGraceMs` to be reported, then the server stops
+   * accepting connections, in-flight requests finish, and the pool closes
+   * (flushing usage and closing the store).
    */
   close(): Promise<void>;
 }
@@ -50,10 +51,11 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
-      logger.info('shutting down: finishing in-flight requests');
+      logger.info('shutting down: waiting for open leases, then finishing in-flight requests');
+      // Still listening while leases drain, so their holders can report them.
+      await app.close({ graceMs: options.shutdownGraceMs ?? 5000 });
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
-      await app.close({ graceMs: options.shutdownGraceMs ?? 5000 });
       await stopped;
       await options.pool.close();
       logger.info('stopped');

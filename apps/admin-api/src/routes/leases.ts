@@ -26,9 +26,20 @@ export const leaseRoutes = [
       400: { description: 'Invalid input', schema: ErrorSchema },
       403: { description: 'The token may not use this pool', schema: ErrorSchema },
       404: { description: 'No such pool', schema: ErrorSchema },
+      503: { description: 'Shutting down', schema: ErrorSchema },
       429: { description: 'No key available now; see Retry-After and `retryAfterMs`', schema: ErrorSchema },
     },
     async handle({ body, caller }, context) {
+      if (context.closing) {
+        throw new ApiError(
+          503,
+          'KEYPOOL_UNAVAILABLE',
+          'The server is shutting down; lease from another instance or retry shortly.',
+          {
+            headers: { 'retry-after': '5' },
+          },
+        );
+      }
       if (caller.pools !== undefined) {
         if (body.pool === undefined) {
           throw new ApiError(
