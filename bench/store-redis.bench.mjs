@@ -20,7 +20,8 @@ const TARGET = { serialRatioMax: 2, concurrentShareMin: 0.5 };
 const run = `${process.pid}_${Date.now().toString(36)}`;
 const prefix = `kp_bench_${run}`;
 const memPrefix = `kp_bench_mem_${run}`;
-const client = new Redis(REDIS_URL);
+// commandTimeout set as the README recommends, so the store needs no timer of its own per call.
+const client = new Redis(REDIS_URL, { commandTimeout: 1_000 });
 client.defineCommand('benchIncr', { numberOfKeys: 1, lua: "return redis.call('INCR', KEYS[1])" });
 const bareKey = `{${prefix}}:bare`;
 const store = redisStore({ client, prefix });
