@@ -6,6 +6,7 @@
 // Run after building: npm run build -w @keypool/store-redis && npm exec -- node bench/store-redis.bench.mjs
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { redisStore } from '@keypool/store-redis';
 import { Redis } from 'ioredis';
 
@@ -148,6 +149,8 @@ const results = {
   bench: 'store-redis',
   date: new Date().toISOString(),
   node: process.version,
+  cpus: cpus().length,
+  loadAverage1m: Number(loadavg()[0].toFixed(2)),
   redis: (await client.info('server')).match(/redis_version:(\S+)/)?.[1],
   serial: {
     iterations: per * ROUNDS,
@@ -178,7 +181,7 @@ const results = {
 
 const md = `# store-redis bench
 
-${results.date} · Node ${results.node} · Redis ${results.redis} (localhost)
+${results.date} · Node ${results.node} · Redis ${results.redis} (localhost) · ${results.cpus} CPUs, load ${results.loadAverage1m}
 
 | measure | keypool redis store | bare EVALSHA (INCR) | ratio | target | pass |
 |---|---|---|---|---|---|
