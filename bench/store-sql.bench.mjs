@@ -14,8 +14,14 @@ const PAIRS = Number(process.env.KEYPOOL_BENCH_PAIRS ?? 2000);
 const WARMUP = 200;
 const runId = `kpbench_${process.pid}_${Date.now().toString(36)}`;
 const targets = {
-  postgres: { url: process.env.KEYPOOL_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test', schema: runId },
-  mysql: { url: process.env.KEYPOOL_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test', tablePrefix: `${runId}_` },
+  postgres: {
+    url: process.env.KEYPOOL_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+    schema: runId,
+  },
+  mysql: {
+    url: process.env.KEYPOOL_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test',
+    tablePrefix: `${runId}_`,
+  },
   sqlite: { url: `sqlite:${join(tmpdir(), `${runId}.db`)}` },
 };
 
@@ -134,7 +140,8 @@ for (const [dialect, options] of Object.entries(targets)) {
   } finally {
     await dropNamespace(dialect, store);
     await store.close();
-    if (dialect === 'sqlite') for (const s of ['', '-wal', '-shm']) rmSync(options.url.slice(7) + s, { force: true });
+    if (dialect === 'sqlite')
+      for (const s of ['', '-wal', '-shm']) rmSync(options.url.slice(7) + s, { force: true });
   }
 }
 
