@@ -30,6 +30,7 @@ import type {
   RetryOptions,
   Store,
   Strategy,
+  StrategyContext,
   StrategyFn,
   UpstreamOutcome,
   UsageRecord,
@@ -157,6 +158,11 @@ class KeyEntry implements KeyView {
   }
 }
 
+interface Selection {
+  tiers: Array<{ entries: KeyEntry[]; cursor: number }>;
+  size: number;
+}
+
 interface LeaseHandle {
   record: LeaseRecord;
   entry: KeyEntry;
@@ -206,7 +212,9 @@ class Pool implements KeyPool {
   private masters: MasterKey[] = [];
   private strategy!: Strategy;
   private readonly entries = new Map<string, KeyEntry>();
-  private readonly tierCache = new Map<string, KeyEntry[][]>();
+  private readonly tierCache = new Map<string, Selection>();
+  /** The default strategy rotates cached candidate arrays directly: no views, no lookups. */
+  private rotates = false;
   private readonly affinity = new Map<string, string>();
   private readonly leases = new Map<string, LeaseHandle>();
   private readonly waiters = new Set<Waiter>();
@@ -263,7 +271,9 @@ class Pool implements KeyPool {
     await this.store.init?.();
     await this.plugins.activate(options.plugins ?? []);
     if (options.prices !== undefined) this.prices.add(options.prices);
-    this.strategy = this.resolveStrategy(options.strategy ?? 'round-robin');
+    const strategy = options.strategy ?? 'round-robin';
+    this.strategy = this.resolveStrategy(strategy);
+    this.rotates = strategy === 'round-robin' && !this.plugins.strategies.has('round-robin');
     await this.checkMasterKey();
     if (this.store.subscribe !== undefined) {
       this.disposables.push(
@@ -770,39 +780,53 @@ class Pool implements KeyPool {
   // -------------------------------------------------------------------------
 
   private candidates(options: AcquireOptions): ReserveCandidate[] {
-    const tiers = this.tiersFor(options.provider, options.model, options.pool);
+    const selection = this.tiersFor(options.provider, options.model, options.pool);
     const exclude = options.excludeKeyIds;
+    const excluding = exclude !== undefined && exclude.length > 0;
     const sticky = options.affinity !== undefined ? this.affinity.get(options.affinity) : undefined;
-    const context = {
-      provider: options.provider,
-      estimatedTokens: options.estimatedTokens ?? this.defaultEstimatedTokens,
-      random: this.random,
-      ...(options.model !== undefined && { model: options.model }),
-    };
-    const out: ReserveCandidate[] = [];
-    for (const tier of tiers) {
-      const keys =
-        exclude !== undefined && exclude.length > 0 ? tier.filter((k) => !exclude.includes(k.id)) : tier;
-      if (keys.length === 0) continue;
-      const ordered = this.strategy.order(keys, context);
+    const out = new Array<ReserveCandidate>(selection.size);
+    let n = 0;
+    let context: StrategyContext | undefined;
+    for (const tier of selection.tiers) {
+      const entries = excluding ? tier.entries.filter((k) => !exclude.includes(k.id)) : tier.entries;
+      const count = entries.length;
+      if (count === 0) continue;
       let stickyEntry: KeyEntry | undefined;
-      if (sticky !== undefined) stickyEntry = keys.find((k) => k.id === sticky);
-      if (stickyEntry !== undefined) out.push(stickyEntry.candidate);
-      for (const view of ordered) {
-        if (view !== stickyEntry) {
-          const entry = this.entries.get(view.id);
-          if (entry !== undefined) out.push(entry.candidate);
+      if (sticky !== undefined) {
+        stickyEntry = entries.find((k) => k.id === sticky);
+        if (stickyEntry !== undefined) out[n++] = stickyEntry.candidate;
+      }
+      if (this.rotates) {
+        const start = tier.cursor++ % count;
+        for (let i = 0; i < count; i++) {
+          const entry = entries[(start + i) % count] as KeyEntry;
+          if (entry !== stickyEntry) out[n++] = entry.candidate;
         }
+        continue;
+      }
+      context ??= {
+        provider: options.provider,
+        estimatedTokens: options.estimatedTokens ?? this.defaultEstimatedTokens,
+        random: this.random,
+        ...(options.model !== undefined && { model: options.model }),
+      };
+      for (const view of this.strategy.order(entries, context)) {
+        if (view === stickyEntry) continue;
+        // Strategies return the views they were given; a lookup only for custom ones that don't.
+        const entry = view instanceof KeyEntry ? view : this.entries.get(view.id);
+        if (entry !== undefined) out[n++] = entry.candidate;
       }
     }
+    out.length = n;
     return out;
   }
 
-  private tiersFor(provider: string, model: string | undefined, poolId: string | undefined): KeyEntry[][] {
+  private tiersFor(provider: string, model: string | undefined, poolId: string | undefined): Selection {
     const cacheKey = `${provider}\u0000${model ?? ''}\u0000${poolId ?? ''}`;
     const cached = this.tierCache.get(cacheKey);
     if (cached !== undefined) return cached;
     const byTier = new Map<number, KeyEntry[]>();
+    let size = 0;
     for (const entry of this.entries.values()) {
       const record = entry.record;
       if (record.provider !== provider || !record.enabled || !modelAllowed(record, model)) continue;
@@ -813,10 +837,14 @@ class Pool implements KeyPool {
         byTier.set(record.priority, tier);
       }
       tier.push(entry);
+      size++;
     }
-    const tiers = [...byTier.entries()].sort((a, b) => a[0] - b[0]).map(([, keys]) => keys);
-    this.tierCache.set(cacheKey, tiers);
-    return tiers;
+    const tiers = [...byTier.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([, entries]) => ({ entries, cursor: 0 }));
+    const selection: Selection = { tiers, size };
+    this.tierCache.set(cacheKey, selection);
+    return selection;
   }
 
   private poolMembers = new Map<string, Set<string>>();
