@@ -449,10 +449,13 @@ class Pool implements KeyPool {
     const classification = outcome.ok ? undefined : this.classify(handle.provider, outcome, model, now);
     const tokens = usage !== undefined ? usage.inputTokens + usage.outputTokens : 0;
     const costUsd = usage !== undefined ? this.prices.cost(model, usage) : 0;
-    const settled = await this.store.settle(record.id, { tokens, costUsd, now });
-    if (settled.status !== 'already-settled') {
-      await this.store.appendUsage([this.usageRecord(handle, outcome, model, costUsd, classification, now)]);
-    }
+    // One round trip: the store appends the usage record with the settlement, unless already settled.
+    await this.store.settle(record.id, {
+      tokens,
+      costUsd,
+      now,
+      usage: this.usageRecord(handle, outcome, model, costUsd, classification, now),
+    });
 
     entry.requests++;
     entry.inputTokens += usage?.inputTokens ?? 0;

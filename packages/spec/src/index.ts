@@ -220,6 +220,12 @@ export interface Settlement {
   tokens: number;
   costUsd: number;
   now: number;
+  /**
+   * The usage record of this lease, appended in the same atomic step when the
+   * result is 'settled' or 'expired' (never for 'already-settled'), so a release
+   * costs one store round trip and usage is neither lost nor logged twice.
+   */
+  usage?: UsageRecord;
 }
 
 export type SettleResult =

@@ -327,6 +327,7 @@ class MemoryStoreImpl implements MemoryStore {
     if (active) {
       const { record, hot } = active;
       this.end(active);
+      if (settlement.usage !== undefined) this.usage.append(settlement.usage);
       if (record.expiresAt <= settlement.now) return { status: 'expired', lease: copyLease(record) };
       hot.window.setTokens(active.seq, settlement.tokens);
       const day = hot.days.get(record.day);
@@ -339,6 +340,7 @@ class MemoryStoreImpl implements MemoryStore {
     const expired = this.expired.get(leaseId);
     if (expired) {
       this.expired.delete(leaseId);
+      if (settlement.usage !== undefined) this.usage.append(settlement.usage);
       return { status: 'expired', lease: copyLease(expired.lease) };
     }
     return { status: 'already-settled' };

@@ -1227,6 +1227,44 @@ export function testStore(name: string, factory: StoreFactory): void {
         expect(after?.costThisMonthUsd).toBeCloseTo(0.8, 9);
       });
 
+      it('appends settlement.usage in the same step for settled and expired, never twice', async () => {
+        const settled = expectLease(await store.reserve(request([candidate('k')])));
+        const late = expectLease(
+          await store.reserve(request([candidate('k')], { leaseId: 'late', leaseTtlMs: 10 })),
+        );
+        const record = (id: string, leaseId: string, inputTokens: number) =>
+          usage(id, {
+            time: T0 + 50,
+            day: DAY,
+            month: MONTH,
+            keyId: 'k',
+            provider: 'openai',
+            inputTokens,
+            leaseId,
+          });
+        await store.settle(settled.id, {
+          tokens: 7,
+          costUsd: 0,
+          now: T0 + 5,
+          usage: record('u1', settled.id, 7),
+        });
+        await store.settle(settled.id, {
+          tokens: 7,
+          costUsd: 0,
+          now: T0 + 6,
+          usage: record('u2', settled.id, 7),
+        });
+        await store.settle(late.id, { tokens: 3, costUsd: 0, now: T0 + 50, usage: record('u3', late.id, 3) });
+        await store.settle('never-reserved', {
+          tokens: 1,
+          costUsd: 0,
+          now: T0 + 60,
+          usage: record('u4', 'x', 1),
+        });
+        const [totals] = await store.queryUsage({});
+        expect(totals).toMatchObject({ requests: 2, inputTokens: 10 });
+      });
+
       it('concurrent settles of one lease: exactly one wins', async () => {
         const lease = expectLease(await store.reserve(request([candidate('k')])));
         const results = await Promise.all(
@@ -1576,77 +1614,89 @@ export function testStore(name: string, factory: StoreFactory): void {
       });
     });
 
-    describe.skipIf(!factory.peer)('fleet (two handles on one namespace)', () => {
-      it('durable records and keysVersion written on one handle are read on the other', async () => {
-        const other = await peerOf(store);
-        const before = await other.keysVersion();
-        await store.putKey(keyRecord('k', { limits: { rpm: 3 } }));
-        expect(await other.getKey('k')).toStrictEqual(keyRecord('k', { limits: { rpm: 3 } }));
-        expect(await other.keysVersion()).toBeGreaterThan(before);
-        await expect(other.putKey(keyRecord('twin', { fingerprint: 'fp-k' }))).rejects.toMatchObject({
-          code: 'KEYPOOL_DUPLICATE_KEY',
-        });
-        await other.setMeta('canary', 'x');
-        expect(await store.getMeta('canary')).toBe('x');
+    // A store that can't open a second handle must not claim to be shared by a fleet.
+    if (!factory.peer) {
+      it('without a peer handle, does not claim fleet capability', () => {
+        expect(store.capabilities.fleet).toBe(false);
       });
+    }
+    if (factory.peer)
+      describe('fleet (two handles on one namespace)', () => {
+        it('durable records and keysVersion written on one handle are read on the other', async () => {
+          const other = await peerOf(store);
+          const before = await other.keysVersion();
+          await store.putKey(keyRecord('k', { limits: { rpm: 3 } }));
+          expect(await other.getKey('k')).toStrictEqual(keyRecord('k', { limits: { rpm: 3 } }));
+          expect(await other.keysVersion()).toBeGreaterThan(before);
+          await expect(other.putKey(keyRecord('twin', { fingerprint: 'fp-k' }))).rejects.toMatchObject({
+            code: 'KEYPOOL_DUPLICATE_KEY',
+          });
+          await other.setMeta('canary', 'x');
+          expect(await store.getMeta('canary')).toBe('x');
+        });
 
-      it('hot state written on one handle is read and enforced on the other', async () => {
-        const other = await peerOf(store);
-        await store.updateKeyState('k', {
-          set: { coolingUntil: T0 + 100 },
-          incrementFailures: true,
-          now: T0,
-        });
-        expect((await other.getKeyStates(['k']))[0]).toMatchObject({
-          coolingUntil: T0 + 100,
-          consecutiveFailures: 1,
-        });
-        expect(await other.reserve(request([candidate('k')], { now: T0 + 1 }))).toMatchObject({
-          ok: false,
-          reasons: { k: 'cooling' },
+        it('hot state written on one handle is read and enforced on the other', async () => {
+          const other = await peerOf(store);
+          await store.updateKeyState('k', {
+            set: { coolingUntil: T0 + 100 },
+            incrementFailures: true,
+            now: T0,
+          });
+          expect((await other.getKeyStates(['k']))[0]).toMatchObject({
+            coolingUntil: T0 + 100,
+            consecutiveFailures: 1,
+          });
+          expect(await other.reserve(request([candidate('k')], { now: T0 + 1 }))).toMatchObject({
+            ok: false,
+            reasons: { k: 'cooling' },
+          });
+
+          const lease = expectLease(await store.reserve(request([candidate('j', { rpm: 1 })])));
+          expect(await other.getLease(lease.id)).toStrictEqual(lease);
+          expect(await other.reserve(request([candidate('j', { rpm: 1 })]))).toMatchObject({
+            ok: false,
+            reasons: { j: 'rpm' },
+          });
+          expect(await other.settle(lease.id, { tokens: 7, costUsd: 0, now: T0 + 5 })).toMatchObject({
+            status: 'settled',
+          });
+          expect(await store.settle(lease.id, { tokens: 7, costUsd: 0, now: T0 + 6 })).toStrictEqual({
+            status: 'already-settled',
+          });
+          expect(
+            (
+              await store.usageSnapshot(['j'], { now: T0 + 7, windowMs: WINDOW_MS, day: DAY, month: MONTH })
+            )[0],
+          ).toMatchObject({ tokensInWindow: 7, inFlight: 0 });
         });
 
-        const lease = expectLease(await store.reserve(request([candidate('j', { rpm: 1 })])));
-        expect(await other.getLease(lease.id)).toStrictEqual(lease);
-        expect(await other.reserve(request([candidate('j', { rpm: 1 })]))).toMatchObject({
-          ok: false,
-          reasons: { j: 'rpm' },
+        it('expireLeases on both handles returns each lease exactly once', async () => {
+          const other = await peerOf(store);
+          const leases: LeaseRecord[] = [];
+          for (let i = 0; i < 10; i++) {
+            leases.push(
+              expectLease(await store.reserve(request([candidate(`k${i % 3}`)], { leaseTtlMs: 100 }))),
+            );
+          }
+          const [mine, theirs] = await Promise.all([
+            store.expireLeases(T0 + 100),
+            other.expireLeases(T0 + 100),
+          ]);
+          expect(sortById([...mine, ...theirs])).toStrictEqual(sortById(leases));
         });
-        expect(await other.settle(lease.id, { tokens: 7, costUsd: 0, now: T0 + 5 })).toMatchObject({
-          status: 'settled',
-        });
-        expect(await store.settle(lease.id, { tokens: 7, costUsd: 0, now: T0 + 6 })).toStrictEqual({
-          status: 'already-settled',
-        });
-        expect(
-          (await store.usageSnapshot(['j'], { now: T0 + 7, windowMs: WINDOW_MS, day: DAY, month: MONTH }))[0],
-        ).toMatchObject({ tokensInWindow: 7, inFlight: 0 });
-      });
 
-      it('expireLeases on both handles returns each lease exactly once', async () => {
-        const other = await peerOf(store);
-        const leases: LeaseRecord[] = [];
-        for (let i = 0; i < 10; i++) {
-          leases.push(
-            expectLease(await store.reserve(request([candidate(`k${i % 3}`)], { leaseTtlMs: 100 }))),
+        it('one probe fleet-wide', async () => {
+          const other = await peerOf(store);
+          await store.updateKeyState('k', {
+            set: { breaker: 'open', breakerOpenUntil: T0 - 1 },
+            now: T0 - 10,
+          });
+          const results = await Promise.all(
+            Array.from({ length: 10 }, (_, i) => (i % 2 ? other : store).reserve(request([candidate('k')]))),
           );
-        }
-        const [mine, theirs] = await Promise.all([
-          store.expireLeases(T0 + 100),
-          other.expireLeases(T0 + 100),
-        ]);
-        expect(sortById([...mine, ...theirs])).toStrictEqual(sortById(leases));
+          expect(results.filter((r) => r.ok && r.lease.isProbe)).toHaveLength(1);
+          expect(results.filter((r) => r.ok)).toHaveLength(1);
+        });
       });
-
-      it('one probe fleet-wide', async () => {
-        const other = await peerOf(store);
-        await store.updateKeyState('k', { set: { breaker: 'open', breakerOpenUntil: T0 - 1 }, now: T0 - 10 });
-        const results = await Promise.all(
-          Array.from({ length: 10 }, (_, i) => (i % 2 ? other : store).reserve(request([candidate('k')]))),
-        );
-        expect(results.filter((r) => r.ok && r.lease.isProbe)).toHaveLength(1);
-        expect(results.filter((r) => r.ok)).toHaveLength(1);
-      });
-    });
   });
 }
