@@ -403,6 +403,19 @@ describe('leases', () => {
     expect(pool.health().keys[0]?.breaker).toBe('closed');
   });
 
+  it('release never rejects on a store failure: it reports an error event instead', async () => {
+    const store = memoryStore();
+    const pool = await makePool({ store, keys: keys(1) });
+    const errors = record(pool, 'error');
+    store.settle = async () => {
+      throw new Error('store unreachable');
+    };
+    const lease = await pool.acquire({ provider: 'openai' });
+    await expect(lease.release({ ok: false, status: 429 })).resolves.toMatchObject({ failure: 'rate-limit' });
+    expect(errors).toEqual([expect.objectContaining({ during: 'release of a lease on k0' })]);
+    expect(pool.stats().inFlight).toBe(0);
+  });
+
   it('an unreleased lease expires and frees its in-flight slot; a late release is still logged', async () => {
     const pool = await makePool({ keys: keys(1), leaseTtlMs: 5000, refreshMs: 1000 });
     const expired = record(pool, 'lease:expired');

@@ -449,14 +449,6 @@ class Pool implements KeyPool {
     const classification = outcome.ok ? undefined : this.classify(handle.provider, outcome, model, now);
     const tokens = usage !== undefined ? usage.inputTokens + usage.outputTokens : 0;
     const costUsd = usage !== undefined ? this.prices.cost(model, usage) : 0;
-    // One round trip: the store appends the usage record with the settlement, unless already settled.
-    await this.store.settle(record.id, {
-      tokens,
-      costUsd,
-      now,
-      usage: this.usageRecord(handle, outcome, model, costUsd, classification, now),
-    });
-
     entry.requests++;
     entry.inputTokens += usage?.inputTokens ?? 0;
     entry.outputTokens += usage?.outputTokens ?? 0;
@@ -469,13 +461,30 @@ class Pool implements KeyPool {
           ? outcome.latencyMs
           : entry.latencyEwmaMs * (1 - EWMA_ALPHA) + outcome.latencyMs * EWMA_ALPHA;
     }
+    if (
+      classification !== undefined &&
+      classification.failure !== 'caller' &&
+      classification.failure !== 'abort'
+    ) {
+      entry.errors++;
+    }
     this.counters.released++;
 
-    if (classification === undefined) {
-      await this.onSuccess(entry, record, outcome, now);
-    } else {
-      if (classification.failure !== 'caller' && classification.failure !== 'abort') entry.errors++;
-      await this.onFailure(entry, record, classification, outcome, model, now);
+    try {
+      // One round trip: the store appends the usage record with the settlement, unless already settled.
+      await this.store.settle(record.id, {
+        tokens,
+        costUsd,
+        now,
+        usage: this.usageRecord(handle, outcome, model, costUsd, classification, now),
+      });
+
+      if (classification === undefined) await this.onSuccess(entry, record, outcome, now);
+      else await this.onFailure(entry, record, classification, outcome, model, now);
+    } catch (error) {
+      // The caller can do nothing about a store hiccup at release; the pool reports it and the
+      // lease expires on its own. Never rejecting makes fire-and-forget release safe.
+      this.reportError(error, `release of a lease on ${entry.alias}`);
     }
     if (this.emitter.has('lease:released')) {
       this.emitter.emit('lease:released', {
