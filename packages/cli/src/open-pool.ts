@@ -22,7 +22,8 @@ export interface OpenedPool {
 const CANARY_META = 'keypool:master-key-canary';
 
 export function storeUrlOf(options: GlobalOptions): string {
-  return options.store ?? process.env.KEYPOOL_STORE ?? defaultStoreUrl(options.dataDir);
+  // Empty means unset, as shells and CI templates often export KEYPOOL_STORE=''.
+  return options.store || process.env.KEYPOOL_STORE || defaultStoreUrl(options.dataDir);
 }
 
 /**

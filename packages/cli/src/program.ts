@@ -64,7 +64,7 @@ export function createProgram(): Command {
         rate: number;
       };
       // The demo must not fill a real store with fake keys: memory unless --store says otherwise.
-      await demo({ ...o, store: o.store ?? 'memory:' });
+      await demo({ ...o, store: o.store || 'memory:' });
     });
 
   const keys = program.command('keys').description('list, add, enable, disable and test keys');

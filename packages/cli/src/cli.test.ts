@@ -1,0 +1,212 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { type MockUpstream, startMockUpstream } from '@keypool/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const BIN = resolve(import.meta.dirname, '../dist/bin.js');
+const run = promisify(execFile);
+const SECRET = 'sk-cli-test-aaaaaaaaaaaaaaaaaaaa9999';
+const SECRET_2 = 'sk-cli-test-bbbbbbbbbbbbbbbbbbbb8888';
+
+let dir: string;
+
+/** The caller's environment without keypool settings, so the defaults are what is tested. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of Object.keys(env)) if (name.startsWith('KEYPOOL_') || name === 'PORT') delete env[name];
+  return env;
+}
+let mock: MockUpstream;
+
+async function keypool(args: string[], env: Record<string, string> = {}) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
+      cwd: dir,
+      env: { ...cleanEnv(), ...env },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+/** stdout as JSON, or a failure that shows what the command said. */
+function json(result: { code: number; stdout: string; stderr: string }) {
+  if (result.code !== 0 || result.stdout.trim() === '') {
+    throw new Error(`exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
+  }
+  return JSON.parse(result.stdout);
+}
+
+/** Starts `keypool serve` and resolves once it printed its URL. */
+function serve(args: string[] = []): Promise<{ child: ChildProcess; out: () => string; url: string }> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], {
+    cwd: dir,
+    env: { ...cleanEnv(), LOG_LEVEL: 'warn' },
+  });
+  let text = '';
+  child.stdout.on('data', (chunk) => (text += chunk));
+  child.stderr.on('data', (chunk) => (text += chunk));
+  return new Promise((done, fail) => {
+    const timer = setTimeout(() => fail(new Error(`serve did not start:\n${text}`)), 15_000);
+    child.stdout.on('data', () => {
+      const url = /admin API on (http:\/\/\S+)/.exec(text)?.[1];
+      if (url !== undefined && text.includes('OpenAPI:')) {
+        clearTimeout(timer);
+        setTimeout(() => done({ child, out: () => text, url }), 50);
+      }
+    });
+  });
+}
+
+async function stop(child: ChildProcess): Promise<number | null> {
+  child.kill('SIGTERM');
+  const [code] = (await new Promise((resolve) => child.once('exit', (...args) => resolve(args)))) as [
+    number | null,
+  ];
+  return code;
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'keypool-cli-'));
+  mock = await startMockUpstream({ keys: { one: SECRET, two: SECRET_2 } });
+});
+afterAll(async () => {
+  await mock?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('keypool (built binary)', () => {
+  it('serve: first start makes .keypool with a 0600 master key and prints an admin token once', async () => {
+    const first = await serve();
+    const token = /(kp_[A-Za-z0-9_-]{43})/.exec(first.out())?.[1];
+    expect(token).toBeDefined();
+    expect(first.out()).toContain(join(dir, '.keypool', 'keypool.db'));
+    expect(statSync(join(dir, '.keypool', 'master.key')).mode & 0o777).toBe(0o600);
+    const health = await fetch(`${first.url}/v1/health`, { headers: { authorization: `Bearer ${token}` } });
+    expect(health.status).toBe(200);
+    expect(await stop(first.child)).toBe(0);
+
+    const second = await serve();
+    expect(second.out()).not.toMatch(/kp_[A-Za-z0-9_-]{43}/);
+    const again = await fetch(`${second.url}/v1/health`, { headers: { authorization: `Bearer ${token}` } });
+    expect(again.status).toBe(200);
+    expect(await stop(second.child)).toBe(0);
+  }, 40_000);
+
+  it('keys add/list/disable/enable/test, import-env, usage, tokens create, migrate', async () => {
+    const added = await keypool(
+      [
+        'keys',
+        'add',
+        'openai',
+        '--alias',
+        'one',
+        '--secret-env',
+        'THE_KEY',
+        '--base-url',
+        `${mock.url}/v1`,
+        '--json',
+      ],
+      { THE_KEY: SECRET },
+    );
+    expect(added.code, added.stderr).toBe(0);
+    expect(json(added)).toMatchObject({ alias: 'one', maskedSecret: 'sk-cli-…9999' });
+
+    const env = join(dir, 'keys.env');
+    writeFileSync(env, `OPENAI_API_KEYS=${SECRET},${SECRET_2}\nANTHROPIC_API_KEY="bad value"\n`);
+    const imported = await keypool(['import-env', env, '--json']);
+    expect(imported.code, imported.stderr).toBe(0);
+    const report = json(imported);
+    expect(report.added).toHaveLength(1);
+    expect(report.duplicates).toHaveLength(1);
+    expect(report.invalid[0].source).toBe('ANTHROPIC_API_KEY');
+    expect(imported.stdout).not.toContain(SECRET);
+
+    const list = await keypool(['keys', 'list', '--json']);
+    const keys = json(list).keys as Array<{ alias: string; status: string }>;
+    expect(keys.map((k) => k.alias)).toContain('one');
+    expect(list.stdout).not.toContain(SECRET);
+    const human = await keypool(['keys', 'list']);
+    expect(human.stdout).toMatch(/alias\s+provider\s+status/);
+
+    expect((await keypool(['keys', 'disable', 'one', '--reason', 'testing'])).stdout).toContain(
+      'disabled one',
+    );
+    const disabled = json(await keypool(['keys', 'list', '--json'])).keys.find(
+      (k: { alias: string }) => k.alias === 'one',
+    );
+    expect(disabled).toMatchObject({ status: 'disabled', disabledReason: 'testing' });
+    expect((await keypool(['keys', 'enable', 'one'])).code).toBe(0);
+
+    const tested = await keypool(['keys', 'test', 'one', '--json']);
+    expect(tested.code, tested.stderr).toBe(0);
+    expect(json(tested).ok).toBe(true);
+
+    const usage = await keypool(['usage', '--json', '--group-by', 'key,day']);
+    expect(usage.code, usage.stderr).toBe(0);
+    expect(json(usage).rows).toEqual([]);
+
+    const token = await keypool(['tokens', 'create', '--name', 'ci', '--role', 'viewer', '--json']);
+    expect(json(token).token).toMatch(/^kp_/);
+    expect((await keypool(['migrate'])).stdout).toContain('up to date');
+  }, 40_000);
+
+  it('rotate-master-key re-seals every key; the keys still work after', async () => {
+    const before = statSync(join(dir, '.keypool', 'master.key')).mtimeMs;
+    const rotated = await keypool(['rotate-master-key', '--json']);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    expect(json(rotated).resealed).toBeGreaterThanOrEqual(2);
+    expect(statSync(join(dir, '.keypool', 'master.key')).mtimeMs).not.toBe(before);
+    const tested = await keypool(['keys', 'test', 'one', '--json']);
+    expect(json(tested).ok).toBe(true);
+    const again = await keypool(['rotate-master-key', '--json']);
+    expect(again.code).toBe(0);
+  }, 30_000);
+
+  it('errors say what is wrong and how to fix it; --help everywhere', async () => {
+    const badStore = await keypool(['keys', 'list', '--store', 'ftp://x']);
+    expect(badStore.code).toBe(1);
+    expect(badStore.stderr).toContain('sqlite:./.keypool/keypool.db');
+    const unknown = await keypool(['keys', 'disable', 'nope']);
+    expect(unknown.stderr).toContain('keypool keys list');
+    const role = await keypool(['tokens', 'create', '--name', 'x', '--role', 'root']);
+    expect(role.code).not.toBe(0);
+    expect(role.stderr).toContain('admin');
+    const noKey = await keypool([
+      'keys',
+      'list',
+      '--data-dir',
+      join(dir, 'elsewhere'),
+      '--store',
+      `sqlite:${join(dir, '.keypool', 'keypool.db')}`,
+    ]);
+    expect(noKey.code).toBe(1);
+    expect(noKey.stderr).toContain('KEYPOOL_MASTER_KEY');
+    for (const args of [
+      [],
+      ['serve'],
+      ['keys'],
+      ['keys', 'add'],
+      ['usage'],
+      ['tokens', 'create'],
+      ['demo'],
+    ]) {
+      const help = await keypool([...args, '--help']);
+      expect(help.code).toBe(0);
+      expect(help.stdout).toContain('Usage: keypool');
+    }
+  }, 30_000);
+
+  it('demo: serves with mock upstream keys and synthetic traffic', async () => {
+    const demo = await keypool(['demo', '--port', '0', '--duration', '2', '--rate', '20']);
+    expect(demo.code, demo.stderr).toBe(0);
+    expect(demo.stdout).toMatch(/admin API on http:\/\/127\.0\.0\.1:\d+/);
+    const calls = Number(/after (\d+) calls/.exec(demo.stdout)?.[1]);
+    expect(calls).toBeGreaterThan(5);
+  }, 30_000);
+});
