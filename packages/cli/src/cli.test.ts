@@ -65,9 +65,9 @@ function serve(args: string[] = []): Promise<{ child: ChildProcess; out: () => s
 
 async function stop(child: ChildProcess): Promise<number | null> {
   child.kill('SIGTERM');
-  const [code] = (await new Promise((resolve) => child.once('exit', (...args) => resolve(args)))) as [
-    number | null,
-  ];
+  const code = await new Promise<number | null>((resolve) =>
+    child.once('exit', (exitCode) => resolve(exitCode)),
+  );
   return code;
 }
 
