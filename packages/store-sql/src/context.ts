@@ -43,30 +43,50 @@ export class SqlContext {
     options: { isHotState?: boolean } = {},
   ): Promise<T> {
     const begin = this.#beginSql(options.isHotState === true);
+    return this.retrying(() =>
+      this.#writeLock.run(() =>
+        this.#root.connection().execute(async (conn) => {
+          await sql.raw(begin).execute(conn);
+          try {
+            const result = await fn(this.#scoped(conn));
+            await sql.raw('commit').execute(conn);
+            return result;
+          } catch (error) {
+            await sql
+              .raw('rollback')
+              .execute(conn)
+              .catch(() => undefined);
+            throw error;
+          }
+        }),
+      ),
+    );
+  }
+
+  /** Runs `fn` again on deadlocks, serialization failures and busy files (bounded, jittered). */
+  async retrying<T>(fn: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#writeLock.run(() =>
-          this.#root.connection().execute(async (conn) => {
-            await sql.raw(begin).execute(conn);
-            try {
-              const result = await fn(this.#scoped(conn));
-              await sql.raw('commit').execute(conn);
-              return result;
-            } catch (error) {
-              await sql
-                .raw('rollback')
-                .execute(conn)
-                .catch(() => undefined);
-              throw error;
-            }
-          }),
-        );
+        return await fn();
       } catch (error) {
         if (attempt >= maxAttempts || !isTransient(error)) throw error;
         // Jittered backoff so the transactions that collided do not collide again.
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
       }
     }
+  }
+
+  /** Schema-qualified reference to one of the store's PostgreSQL functions (named with the table prefix). */
+  fn(name: string): RawBuilder<unknown> {
+    const qualified = `${this.layout.prefix}${name}`;
+    return (
+      this.layout.schema ? sql.id(this.layout.schema, qualified) : sql.id(qualified)
+    ) as RawBuilder<unknown>;
+  }
+
+  /** The root instance (no schema applied), for raw statements that qualify names themselves. */
+  get root(): AnyKysely {
+    return this.#root;
   }
 
   /**

@@ -14,7 +14,16 @@ import type {
 import { sql } from 'kysely';
 import type { AnyKysely } from './connection.js';
 import { num, type SqlContext } from './context.js';
-import { defaultState, leaseFromRow, leaseToRow, type Row, stateFromRow, stateToRow } from './rows.js';
+import { postgresHotPath } from './postgres-hot-path.js';
+import {
+  defaultState,
+  leaseFromRow,
+  leaseToRow,
+  type Row,
+  stateFromRow,
+  stateToRow,
+  usageToRow,
+} from './rows.js';
 
 /** A key's consumption as the reservation checks see it. */
 interface Consumption {
@@ -49,6 +58,11 @@ export function hotStateMethods(ctx: SqlContext) {
   const t = (name: Parameters<SqlContext['t']>[0]) => ctx.t(name);
   let lastPurgeAt = Number.NEGATIVE_INFINITY;
   const hotTransaction = <T>(fn: (tx: AnyKysely) => Promise<T>) => ctx.transaction(fn, { isHotState: true });
+  const pg = ctx.dialect === 'postgres' ? postgresHotPath(ctx) : undefined;
+  // A key's window entries and counters (and on PostgreSQL its window totals, which go with the entries).
+  const hotTables = pg
+    ? (['window_entries', 'window_totals', 'counters'] as const)
+    : (['window_entries', 'counters'] as const);
 
   async function selectStates(tx: AnyKysely, ids: readonly string[]): Promise<Row[]> {
     let q = tx.selectFrom(t('key_state')).selectAll().where('key_id', 'in', ids).orderBy('key_id');
@@ -149,7 +163,7 @@ export function hotStateMethods(ctx: SqlContext) {
       requests = c.requests + excluded.requests, tokens = c.tokens + excluded.tokens, cost_usd = c.cost_usd + excluded.cost_usd`;
   }
 
-  /** Window entry, day/month counters, lease and (for a probe) the breaker's probe slot. */
+  /** Window entry, day/month counters, lease and (for a probe) the breaker's probe slot (MySQL, SQLite). */
   async function recordReservation(tx: AnyKysely, lease: LeaseRecord, now: number): Promise<void> {
     const entry = {
       lease_id: lease.id,
@@ -159,18 +173,6 @@ export function hotStateMethods(ctx: SqlContext) {
     };
     const add = { requests: 1, tokens: lease.estimatedTokens, costUsd: lease.estimatedCostUsd };
     const probe = { breaker: 'half-open', probe_lease_id: lease.id, updated_at: now };
-    if (ctx.dialect === 'postgres') {
-      // One round trip: PostgreSQL runs data-modifying CTEs in the same statement.
-      const leaseRow = leaseToRow(lease);
-      const probeUpdate = lease.isProbe
-        ? sql`, s as (update ${ctx.ref('key_state')} set breaker = ${probe.breaker}, probe_lease_id = ${probe.probe_lease_id},
-            updated_at = ${probe.updated_at} where key_id = ${lease.keyId})`
-        : sql``;
-      await sql`with w as (insert into ${ctx.ref('window_entries')} ${columnsOf(entry)} values ${valuesOf(entry)}),
-        c as (${countersUpsert(lease.keyId, [lease.day, lease.month], add)})${probeUpdate}
-        insert into ${ctx.ref('leases')} ${columnsOf(leaseRow)} values ${valuesOf(leaseRow)}`.execute(tx);
-      return;
-    }
     await tx.insertInto(t('window_entries')).values(entry).execute();
     await countersUpsert(lease.keyId, [lease.day, lease.month], add).execute(tx);
     await tx.insertInto(t('leases')).values(leaseToRow(lease)).execute();
@@ -190,10 +192,21 @@ export function hotStateMethods(ctx: SqlContext) {
   async function purgeOld(now: number): Promise<void> {
     lastPurgeAt = now;
     await hotTransaction(async (tx) => {
-      await tx
-        .deleteFrom(t('window_entries'))
-        .where('reserved_at', '<', now - retentionMs)
-        .execute();
+      let purge = tx.deleteFrom(t('window_entries')).where('reserved_at', '<', now - retentionMs);
+      // PostgreSQL: entries still inside a key's running totals stay until a reservation moves past them.
+      if (pg) {
+        purge = purge.where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom(`${t('window_totals')} as wt`)
+                .select('wt.key_id')
+                .whereRef('wt.key_id', '=', `${t('window_entries')}.key_id`)
+                .whereRef('wt.floor_at', '<', `${t('window_entries')}.reserved_at`),
+            ),
+          ),
+        );
+      }
+      await purge.execute();
       await tx
         .deleteFrom(t('leases'))
         .where((eb) =>
@@ -208,6 +221,7 @@ export function hotStateMethods(ctx: SqlContext) {
 
   return {
     async reserve(request: ReserveRequest): Promise<ReserveResult> {
+      if (pg) return pg.reserve(request);
       const ids = [...new Set(request.candidates.map((c) => c.keyId))].sort();
       if (ids.length === 0) return { ok: false, retryAfterMs: null, reasons: {} };
       const parts = {
@@ -272,24 +286,8 @@ export function hotStateMethods(ctx: SqlContext) {
     },
 
     async settle(leaseId: string, settlement: Settlement): Promise<SettleResult> {
+      if (pg) return pg.settle(leaseId, settlement);
       return hotTransaction(async (tx) => {
-        if (ctx.dialect === 'postgres') {
-          // Common case in one statement: claim the active lease (the WHERE is
-          // re-checked after any lock wait, so one settle wins) and reconcile.
-          const { tokens, costUsd, now } = settlement;
-          const { rows } = await sql<Row>`with l as (
-              update ${ctx.ref('leases')} set status = 'settled'
-              where id = ${leaseId} and status = 'active' and expires_at > ${now} returning *),
-            w as (update ${ctx.ref('window_entries')} set tokens = ${tokens} where lease_id in (select id from l)),
-            c as (update ${ctx.ref('counters')} as c
-              set tokens = c.tokens + (${tokens}::bigint - l.estimated_tokens),
-                cost_usd = c.cost_usd + (${costUsd}::double precision - l.estimated_cost_usd)
-              from l where c.key_id = l.key_id and c.window_id in (l.day, l.month)),
-            s as (update ${ctx.ref('key_state')} set probe_lease_id = null
-              where probe_lease_id = ${leaseId} and exists (select 1 from l where l.is_probe = 1))
-            select * from l`.execute(tx);
-          if (rows[0]) return { status: 'settled', lease: leaseFromRow(rows[0]) };
-        }
         let q = tx.selectFrom(t('leases')).selectAll().where('id', '=', leaseId);
         if (ctx.hasRowLocks) q = q.forUpdate();
         const row = await q.executeTakeFirst();
@@ -299,22 +297,26 @@ export function hotStateMethods(ctx: SqlContext) {
         await tx.updateTable(t('leases')).set({ status: 'settled' }).where('id', '=', leaseId).execute();
         // Lock order matches reserve's (key_state before counters), so the two never deadlock.
         if (wasActive && lease.isProbe) await freeProbeSlots(tx, [lease.id]);
-        if (!wasActive || lease.expiresAt <= settlement.now) return { status: 'expired', lease };
-        await tx
-          .updateTable(t('window_entries'))
-          .set({ tokens: settlement.tokens })
-          .where('lease_id', '=', leaseId)
-          .execute();
-        await tx
-          .updateTable(t('counters'))
-          .set({
-            tokens: sql`tokens + ${settlement.tokens - lease.estimatedTokens}`,
-            cost_usd: sql`cost_usd + ${settlement.costUsd - lease.estimatedCostUsd}`,
-          })
-          .where('key_id', '=', lease.keyId)
-          .where('window_id', 'in', [lease.day, lease.month])
-          .execute();
-        return { status: 'settled', lease };
+        const isExpired = !wasActive || lease.expiresAt <= settlement.now;
+        if (!isExpired) {
+          await tx
+            .updateTable(t('window_entries'))
+            .set({ tokens: settlement.tokens })
+            .where('lease_id', '=', leaseId)
+            .execute();
+          await tx
+            .updateTable(t('counters'))
+            .set({
+              tokens: sql`tokens + ${settlement.tokens - lease.estimatedTokens}`,
+              cost_usd: sql`cost_usd + ${settlement.costUsd - lease.estimatedCostUsd}`,
+            })
+            .where('key_id', '=', lease.keyId)
+            .where('window_id', 'in', [lease.day, lease.month])
+            .execute();
+        }
+        // Same transaction as the lease claim: the record lands once, with the settlement or not at all.
+        if (settlement.usage) await tx.insertInto(t('usage')).values(usageToRow(settlement.usage)).execute();
+        return { status: isExpired ? 'expired' : 'settled', lease };
       });
     },
 
@@ -382,8 +384,7 @@ export function hotStateMethods(ctx: SqlContext) {
           .where('key_id', '=', keyId)
           .execute();
         if (options.counters) {
-          await tx.deleteFrom(t('window_entries')).where('key_id', '=', keyId).execute();
-          await tx.deleteFrom(t('counters')).where('key_id', '=', keyId).execute();
+          for (const table of hotTables) await tx.deleteFrom(t(table)).where('key_id', '=', keyId).execute();
         }
       });
     },
@@ -391,7 +392,7 @@ export function hotStateMethods(ctx: SqlContext) {
     /** Drops every piece of hot state of a deleted key. */
     async dropKeyState(keyId: string): Promise<void> {
       await hotTransaction(async (tx) => {
-        for (const table of ['key_state', 'window_entries', 'counters'] as const) {
+        for (const table of ['key_state', ...hotTables] as const) {
           await tx.deleteFrom(t(table)).where('key_id', '=', keyId).execute();
         }
       });
@@ -423,14 +424,6 @@ export function hotStateMethods(ctx: SqlContext) {
       });
     },
   };
-}
-
-function columnsOf(row: Row) {
-  return sql`(${sql.join(Object.keys(row).map((c) => sql.ref(c)))})`;
-}
-
-function valuesOf(row: Row) {
-  return sql`(${sql.join(Object.values(row))})`;
 }
 
 type Verdict =

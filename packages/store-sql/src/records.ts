@@ -1,4 +1,5 @@
 import type { AuditEntry, AuditQuery, KeyRecord, PoolRecord, TokenRecord, UsageRecord } from '@keypool/spec';
+import { sql } from 'kysely';
 import type { AnyKysely } from './connection.js';
 import { isUniqueViolation, num, type SqlContext } from './context.js';
 import { SqlStoreError } from './errors.js';
@@ -164,6 +165,26 @@ export function recordMethods(ctx: SqlContext) {
             .execute();
         }
       });
+    },
+
+    /**
+     * Appends one record unless a record with its id is already there, so
+     * running it again after an unclear failure never logs the usage twice.
+     */
+    async appendUsageOnce(record: UsageRecord): Promise<void> {
+      await ctx.transaction((tx) =>
+        ctx.dialect === 'mysql'
+          ? tx
+              .insertInto(ctx.t('usage'))
+              .values(usageToRow(record))
+              .onDuplicateKeyUpdate({ id: sql.ref('id') })
+              .execute()
+          : tx
+              .insertInto(ctx.t('usage'))
+              .values(usageToRow(record))
+              .onConflict((oc) => oc.column('id').doNothing())
+              .execute(),
+      );
     },
 
     async appendAudit(entry: AuditEntry): Promise<void> {

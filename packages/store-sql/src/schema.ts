@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
 import type { AnyKysely, SqlDialectName } from './connection.js';
 import { SqlStoreError } from './errors.js';
+import { installPostgresHotPath } from './postgres-hot-path.js';
 
 export const tableNames = [
   'keys',
@@ -15,7 +16,9 @@ export const tableNames = [
   'counters',
   'leases',
 ] as const;
-export type TableName = (typeof tableNames)[number];
+/** Tables only PostgreSQL has (its hot path's running window totals). */
+export const postgresTableNames = ['window_totals'] as const;
+export type TableName = (typeof tableNames)[number] | (typeof postgresTableNames)[number];
 
 /** Where the store's tables live: an optional schema (PostgreSQL schema / MySQL database) and a name prefix. */
 export interface Layout {
@@ -195,6 +198,13 @@ function migrations(layout: Layout): Record<string, Migration> {
           .execute();
         await index('leases', 'status_expires', ['status', 'expires_at']);
         await index('leases', 'key_status', ['key_id', 'status']);
+      },
+    },
+    // PostgreSQL: reserve and settle as server-side functions (one round trip each) over running
+    // window totals. MySQL and SQLite keep the TypeScript path: nothing to do there.
+    '0002_postgres_hot_path': {
+      async up(db: AnyKysely) {
+        if (dialect === 'postgres') await installPostgresHotPath(db, layout);
       },
     },
   };

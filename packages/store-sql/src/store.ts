@@ -1,4 +1,4 @@
-import type { Store, StoreCapabilities } from '@keypool/spec';
+import type { Settlement, SettleResult, Store, StoreCapabilities } from '@keypool/spec';
 import { type AnyKysely, connect, type SqlDialectName } from './connection.js';
 import { SqlContext, writeLockFor } from './context.js';
 import { SqlStoreError } from './errors.js';
@@ -93,7 +93,7 @@ export function sqlStore(options: SqlStoreOptions): SqlStore {
 
     reserve: (request) => (hot ? hot.reserve(request) : sqlHot.reserve(request)),
     settle: (leaseId, settlement) =>
-      hot ? hot.settle(leaseId, settlement) : sqlHot.settle(leaseId, settlement),
+      hot ? settleDelegated(hot, records, leaseId, settlement) : sqlHot.settle(leaseId, settlement),
     getLease: (leaseId) => (hot ? hot.getLease(leaseId) : sqlHot.getLease(leaseId)),
     expireLeases: (now) => (hot ? hot.expireLeases(now) : sqlHot.expireLeases(now)),
     getKeyStates: (ids) => (hot ? hot.getKeyStates(ids) : sqlHot.getKeyStates(ids)),
@@ -135,4 +135,35 @@ function validPrefix(prefix: string): string {
     );
   }
   return prefix;
+}
+
+/**
+ * Settles in the hot-state store, then logs the usage in SQL. The two cannot
+ * commit atomically (no two-phase commit between Redis and SQL), so the hot
+ * store decides first (only 'settled' or 'expired' log anything, never twice:
+ * a second settle is 'already-settled') and the record follows, written
+ * idempotently by its id (the SQL write retries transient failures itself).
+ * If SQL still refuses, the settlement stands without its record and the
+ * error says so; logging first instead would leave a record for a settle
+ * that then turned out to be a repeat.
+ */
+async function settleDelegated(
+  hot: Store,
+  records: ReturnType<typeof recordMethods>,
+  leaseId: string,
+  settlement: Settlement,
+): Promise<SettleResult> {
+  const { usage, ...reconcile } = settlement;
+  const result = await hot.settle(leaseId, reconcile);
+  if (usage === undefined || result.status === 'already-settled') return result;
+  try {
+    await records.appendUsageOnce(usage);
+  } catch (error) {
+    throw new SqlStoreError(
+      'KEYPOOL_STORE',
+      `sqlStore: lease ${leaseId} was settled in the hot-state store (${hot.name}) but its usage record ${usage.id} could not be written to the SQL usage log. Check the SQL database is reachable; the record is not retried later.`,
+      { cause: error },
+    );
+  }
+  return result;
 }
