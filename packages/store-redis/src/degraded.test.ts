@@ -68,14 +68,14 @@ function reserveRequest(keyId: string, now: number, rpm?: number): ReserveReques
   };
 }
 
-function usage(id: string, time: number): UsageRecord {
+function usage(id: string, time: number, keyId = 'k'): UsageRecord {
   return {
     id,
     time,
     day: '2026-11-25',
     month: '2026-11',
-    keyId: 'k',
-    keyAlias: 'k',
+    keyId,
+    keyAlias: keyId,
     provider: 'openai',
     inputTokens: 3,
     outputTokens: 4,
@@ -83,6 +83,8 @@ function usage(id: string, time: number): UsageRecord {
     status: 'ok',
   };
 }
+
+const snapshotQuery = { now: 1_000_300, windowMs: 60_000, day: '2026-11-25', month: '2026-11' };
 
 async function until(check: () => boolean, timeoutMs: number): Promise<void> {
   const started = Date.now();
@@ -131,13 +133,22 @@ describe.skipIf(!available)('redisStore when Redis goes away', () => {
         const result = await timed(() => store.reserve(reserveRequest('limited', 1_000_000 + i, 4)));
         if (result.ok) {
           granted += 1;
-          await timed(() => store.settle(result.lease.id, { tokens: 5, costUsd: 0, now: 1_000_100 }));
+          // The usage rides on the settle, as the pool sends it: buffered with appendUsage's.
+          const record = usage(`settle-${i}`, 20 + i, 'limited');
+          const settle = { tokens: 5, costUsd: 0, now: 1_000_100, usage: record };
+          expect((await timed(() => store.settle(result.lease.id, settle))).status).toBe('settled');
+          expect((await timed(() => store.settle(result.lease.id, settle))).status).toBe('already-settled');
         }
         await timed(() => store.appendUsage([usage(`during-${i}`, 10 + i)]));
       }
       // The lease taken before the outage settles from what this process remembers.
       const settled = await timed(() =>
-        store.settle(held.ok ? held.lease.id : '', { tokens: 7, costUsd: 0, now: 1_000_200 }),
+        store.settle(held.ok ? held.lease.id : '', {
+          tokens: 7,
+          costUsd: 0,
+          now: 1_000_200,
+          usage: usage('held', 30),
+        }),
       );
       expect(settled.status).toBe('settled');
       await timed(() => store.getKeyStates(['k']));
@@ -150,10 +161,17 @@ describe.skipIf(!available)('redisStore when Redis goes away', () => {
 
       proxy.restore();
       await until(() => events.some((e) => e.type === 'recovered'), 10_000);
-      expect(events.find((e) => e.type === 'recovered')).toEqual({ type: 'recovered', flushedUsage: 6 });
+      // 6 appendUsage calls, 2 fallback settles and the Redis lease's settle, each once.
+      expect(events.find((e) => e.type === 'recovered')).toEqual({ type: 'recovered', flushedUsage: 9 });
       expect(store.isDegraded).toBe(false);
       const [total] = await store.queryUsage({});
-      expect(total?.requests).toBe(8);
+      expect(total?.requests).toBe(11);
+      expect(await store.queryUsage({ keyId: 'limited' })).toMatchObject([{ requests: 2 }]);
+      // The replayed settle moved the Redis counters: the lease is no longer in flight there.
+      expect((await peer.usageSnapshot(['k'], snapshotQuery))[0]).toMatchObject({
+        inFlight: 0,
+        tokensToday: 7,
+      });
       // The settle made during the outage was replayed: the lease is gone fleet-wide.
       expect(await peer.getLease(held.ok ? held.lease.id : '')).toBeUndefined();
     } finally {

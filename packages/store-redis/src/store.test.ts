@@ -1,4 +1,5 @@
 import type { KeyRecord, ReserveRequest, StoreEvent, UsageRecord } from '@keypool/spec';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisStore } from './index.js';
 import type { RedisStore } from './store.js';
@@ -192,6 +193,42 @@ describe.skipIf(!available)('redisStore', () => {
     });
     await store.resetKeyState('r2', { counters: true, now: 1_000_002 });
     expect((await d(1_000_003)).ok).toBe(true);
+  });
+
+  it('keeps the sliding window exact while trimming it only now and then', async () => {
+    const limits = { rpm: 3, tpm: 1_000 };
+    const at = (now: number, est = 100) =>
+      store.reserve(request(['w1'], { now, estimatedTokens: est, candidates: [{ keyId: 'w1', limits }] }));
+    const first = await at(1_000_000);
+    expect((await at(1_000_010)).ok && (await at(1_000_020)).ok).toBe(true);
+    expect(await at(1_030_000)).toMatchObject({ reasons: { w1: 'rpm' }, retryAfterMs: 30_000 });
+    if (first.ok) await store.settle(first.lease.id, { tokens: 50, costUsd: 0, now: 1_000_030 });
+    expect((await at(1_060_000)).ok).toBe(true); // the first entry left the window
+    expect(await at(1_060_005)).toMatchObject({ reasons: { w1: 'rpm' }, retryAfterMs: 5 });
+    // The second entry left too: two in the window (100 + 100), so rpm passes and tpm (1,000) refuses 900.
+    expect(await at(1_060_015, 900)).toMatchObject({ reasons: { w1: 'tpm' }, retryAfterMs: 5 });
+    const query = { now: 1_060_015, windowMs: 60_000, day: '2026-11-25', month: '2026-11' };
+    expect((await store.usageSnapshot(['w1'], query))[0]).toMatchObject({
+      requestsInWindow: 2,
+      tokensInWindow: 200,
+      tokensToday: 350,
+    });
+
+    // No limits: nothing forces a trim, yet entries past the window do not pile up.
+    const client = new Redis(redisUrl);
+    try {
+      for (let i = 0; i < 300; i++) await store.reserve(request(['w2'], { now: 2_000_000 + i * 1_000 }));
+      const held = await client.zcard(`{${prefix}}:w:w2`);
+      expect(held).toBeLessThanOrEqual(60 + 15 + 1);
+      const last = { now: 2_000_000 + 299 * 1_000, windowMs: 60_000, day: '2026-11-25', month: '2026-11' };
+      expect((await store.usageSnapshot(['w2'], last))[0]).toMatchObject({
+        requestsInWindow: 60,
+        tokensInWindow: 6_000,
+        requestsToday: 300,
+      });
+    } finally {
+      client.disconnect();
+    }
   });
 
   it('applies key state updates in order and resets them', async () => {

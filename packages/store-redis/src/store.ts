@@ -24,9 +24,10 @@ import type {
   UsageRow,
   UsageSnapshotQuery,
 } from '@keypool/spec';
+import { type MemoryStore, memoryStore } from '@keypool/store-memory';
 import { type Cluster, Redis } from 'ioredis';
 import { isConnectionError, RedisStoreError } from './errors.js';
-import { LocalHotState } from './fallback.js';
+import { decodeLease, leaseFromRequest, leaseMiddle } from './lease.js';
 import { auditSeqWidth, defineScripts, type ScriptedClient } from './scripts.js';
 import { decodeKeyState, encodeStateUpdate } from './state.js';
 import { aggregateUsage } from './usage.js';
@@ -50,7 +51,6 @@ const heartbeatTtlMs = 15_000;
 const recoverEveryMs = 250;
 /** How long a swept lease waits for its late report. */
 const sweptLeaseKeepMs = 3_600_000;
-const twoDaysMs = 172_800_000;
 const usageChunk = 1_000;
 const auditPage = 500;
 
@@ -61,6 +61,23 @@ interface PendingSettle {
 
 function limitArg(value: number | undefined): string | number {
   return value === undefined ? '' : value;
+}
+
+type Args = Array<string | number>;
+/** ioredis flattens array arguments: one flat list, no spread copies. */
+type ArgsCommand = (args: Args) => Promise<unknown>;
+
+const settleStatus = ['already-settled', 'settled', 'expired'] as const;
+
+/** Seeds the fallback with a state read from Redis, replacing whatever it held for the key. */
+function seedState(local: MemoryStore, state: KeyState): void {
+  const { keyId, consecutiveFailures, updatedAt, ...fields } = state;
+  // The memory store works synchronously inside its async methods: these apply at once, in order.
+  void local.resetKeyState(keyId, { now: updatedAt });
+  void local.updateKeyState(keyId, { set: fields, now: updatedAt });
+  for (let i = 0; i < consecutiveFailures; i++) {
+    void local.updateKeyState(keyId, { incrementFailures: true, now: updatedAt });
+  }
 }
 
 function byCreatedAt<T extends { createdAt: number; id: string }>(a: T, b: T): number {
@@ -88,8 +105,14 @@ export class RedisStore implements Store {
   private readonly listeners = new Set<(event: StoreEvent) => void>();
   private subscriber: Redis | Cluster | undefined;
 
-  private readonly local = new LocalHotState();
-  /** Redis leases this process holds, so a settle during an outage can be answered and replayed. */
+  /** Serves the hot path while Redis is unreachable, with limits scaled to this process's share. */
+  private readonly local: MemoryStore = memoryStore({ maxUsageRecords: 1, maxAuditEntries: 1 });
+  /** Leases the fallback granted (id -> expiresAt): their settle stays local, decided synchronously. */
+  private readonly localLeases = new Map<string, number>();
+  /**
+   * Redis leases this process took: a settle needs no lease back from the script, and
+   * during an outage it is answered from here and replayed later.
+   */
   private readonly ownLeases = new Map<string, LeaseRecord>();
   private readonly lastStates = new Map<string, KeyState>();
   private lastKeys: KeyRecord[] | undefined;
@@ -213,7 +236,7 @@ export class RedisStore implements Store {
     if (this.degraded || this.closed) return;
     this.degraded = true;
     // Start from what we last knew of every key, so a cooling or invalid key stays out.
-    this.local.seed(this.lastStates.values());
+    for (const state of this.lastStates.values()) seedState(this.local, state);
     this.emit({ type: 'degraded', error: error instanceof Error ? error.message : String(error) });
     this.recoverTimer = setInterval(() => void this.tryRecover(), recoverEveryMs);
     this.recoverTimer.unref();
@@ -520,32 +543,20 @@ export class RedisStore implements Store {
   async reserve(request: ReserveRequest): Promise<ReserveResult> {
     if (!this.degraded) {
       try {
-        const result = await this.reserveInRedis(request);
-        if (result.ok && this.fallbackEnabled) this.ownLeases.set(result.lease.id, result.lease);
-        return result;
+        return await this.reserveInRedis(request);
       } catch (error) {
         this.fail(error);
       }
     }
-    return this.local.reserve(this.scaled(request));
+    const result = await this.local.reserve(this.scaled(request));
+    if (result.ok) this.localLeases.set(result.lease.id, result.lease.expiresAt);
+    return result;
   }
 
   private async reserveInRedis(request: ReserveRequest): Promise<ReserveResult> {
-    const { now } = request;
+    const { now, candidates } = request;
     const expiresAt = now + request.leaseTtlMs;
-    const tail: Omit<LeaseRecord, 'keyId' | 'isProbe'> = {
-      id: request.leaseId,
-      ...(request.model !== undefined && { model: request.model }),
-      estimatedTokens: request.estimatedTokens,
-      estimatedCostUsd: request.estimatedCostUsd,
-      reservedAt: now,
-      expiresAt,
-      day: request.day,
-      month: request.month,
-      ...(request.meta !== undefined && { meta: request.meta }),
-    };
-    // One flat argument list: ioredis flattens arrays, so no spread copies.
-    const args: Array<string | number> = [
+    const args: Args = [
       this.base,
       now,
       request.windowMs,
@@ -558,10 +569,9 @@ export class RedisStore implements Store {
       expiresAt,
       request.model ?? '',
       request.leaseId,
-      JSON.stringify(tail).slice(1),
-      Math.ceil(Math.max(request.monthEndsAt - now, 0) + twoDaysMs),
+      leaseMiddle(request, expiresAt),
     ];
-    for (const { keyId, limits } of request.candidates) {
+    for (const { keyId, limits } of candidates) {
       args.push(
         keyId,
         limitArg(limits.rpm),
@@ -571,51 +581,87 @@ export class RedisStore implements Store {
         limitArg(limits.monthlyBudgetUsd),
       );
     }
-    const reply = (await this.guard(
-      (this.client.keypoolReserve as unknown as (args: Array<string | number>) => Promise<unknown>)(args),
-    )) as Array<string | number>;
-    if (reply[0] === 1) return { ok: true, lease: JSON.parse(reply[1] as string) as LeaseRecord };
+    const reply = await this.guard((this.client.keypoolReserve as unknown as ArgsCommand)(args));
+    if (typeof reply === 'number') {
+      // The script answers with the candidate's position and the probe flag; the lease is built here.
+      const candidate = candidates[(reply >> 1) - 1];
+      if (candidate === undefined)
+        throw new Error(`keypool reserve script returned an unknown candidate (${reply})`);
+      const lease = leaseFromRequest(request, candidate.keyId, (reply & 1) === 1, expiresAt);
+      this.ownLeases.set(lease.id, lease);
+      return { ok: true, lease };
+    }
+    const parts = reply as Array<string | number>;
     const reasons: Record<string, IneligibleReason> = {};
-    for (let i = 3; i + 1 < reply.length; i += 2)
-      reasons[reply[i] as string] = reply[i + 1] as IneligibleReason;
-    return { ok: false, retryAfterMs: reply[1] === 1 ? Number(reply[2]) : null, reasons };
+    for (let i = 3; i + 1 < parts.length; i += 2)
+      reasons[parts[i] as string] = parts[i + 1] as IneligibleReason;
+    return { ok: false, retryAfterMs: parts[1] === 1 ? Number(parts[2]) : null, reasons };
   }
 
   private async settleInRedis(leaseId: string, settlement: Settlement): Promise<SettleResult> {
-    const reply = (await this.guard(
-      this.client.keypoolSettle(this.base, leaseId, settlement.tokens, settlement.costUsd, settlement.now),
-    )) as string[];
-    const status = reply[0] as SettleResult['status'];
+    const known = this.ownLeases.get(leaseId);
+    const { usage } = settlement;
+    const reply = await this.guard(
+      (this.client.keypoolSettle as unknown as ArgsCommand)([
+        this.base,
+        leaseId,
+        settlement.tokens,
+        settlement.costUsd,
+        settlement.now,
+        known === undefined ? 0 : 1,
+        usage === undefined ? 0 : usage.time,
+        // The same JSON as appendUsage writes, so a replayed record lands on the same member.
+        usage === undefined ? '' : JSON.stringify(usage),
+      ]),
+    );
+    this.ownLeases.delete(leaseId);
+    const [code, stored] = typeof reply === 'number' ? [reply, undefined] : (reply as [number, string]);
+    const status = settleStatus[code] ?? 'already-settled';
     if (status === 'already-settled') return { status };
-    return { status, lease: JSON.parse(reply[1]!) as LeaseRecord };
+    const lease = stored === undefined ? known : decodeLease(leaseId, stored);
+    if (lease === undefined) throw new Error(`keypool settle script returned no lease for ${leaseId}`);
+    return { status, lease };
   }
 
   async settle(leaseId: string, settlement: Settlement): Promise<SettleResult> {
-    if (this.local.hasLease(leaseId)) return this.local.settle(leaseId, settlement);
+    if (this.localLeases.has(leaseId)) return this.settleLocally(leaseId, settlement);
     if (!this.degraded) {
       try {
-        const result = await this.settleInRedis(leaseId, settlement);
-        this.ownLeases.delete(leaseId);
-        return result;
+        return await this.settleInRedis(leaseId, settlement);
       } catch (error) {
         this.fail(error);
       }
     }
     // Redis is away: answer from what this process knows and replay the settle on recovery.
-    this.settleBuffer.push({ leaseId, settlement });
     const lease = this.ownLeases.get(leaseId);
-    if (!lease) return { status: 'already-settled' };
+    if (!lease) {
+      // Unknown here: Redis decides on replay, and logs the usage then if the lease was still open.
+      this.settleBuffer.push({ leaseId, settlement });
+      return { status: 'already-settled' };
+    }
     this.ownLeases.delete(leaseId);
+    const { usage, ...withoutUsage } = settlement;
+    // The usage is buffered now (the answer says it was logged); the replay only moves counters.
+    if (usage !== undefined) this.usageBuffer.push(usage);
+    this.settleBuffer.push({ leaseId, settlement: withoutUsage });
     return lease.expiresAt <= settlement.now ? { status: 'expired', lease } : { status: 'settled', lease };
   }
 
+  /** A lease the fallback granted: settled there; its usage waits for Redis like appendUsage's. */
+  private async settleLocally(leaseId: string, settlement: Settlement): Promise<SettleResult> {
+    this.localLeases.delete(leaseId);
+    const { usage, ...withoutUsage } = settlement;
+    const result = await this.local.settle(leaseId, withoutUsage);
+    if (usage !== undefined && result.status !== 'already-settled') await this.appendUsage([usage]);
+    return result;
+  }
+
   async getLease(leaseId: string): Promise<LeaseRecord | undefined> {
-    const local = this.local.getLease(leaseId);
-    if (local) return local;
+    if (this.localLeases.has(leaseId)) return this.local.getLease(leaseId);
     if (!this.degraded) {
       try {
-        const json = await this.guard(this.client.hget(this.k('leases'), leaseId));
-        return json === null ? undefined : (JSON.parse(json) as LeaseRecord);
+        const stored = await this.guard(this.client.get(this.k(`l:${leaseId}`)));
+        return stored === null || stored[0] !== 'a' ? undefined : decodeLease(leaseId, stored);
       } catch (error) {
         this.fail(error);
       }
@@ -624,16 +670,24 @@ export class RedisStore implements Store {
   }
 
   async expireLeases(now: number): Promise<LeaseRecord[]> {
-    const expired = this.local.expireLeases(now);
+    const expired = await this.local.expireLeases(now);
+    // Forget fallback leases nobody reported within the time a late report is still answered.
+    for (const [id, expiresAt] of this.localLeases) {
+      if (expiresAt + sweptLeaseKeepMs <= now) this.localLeases.delete(id);
+    }
     if (this.degraded) return expired;
     try {
       const reply = (await this.guard(
         this.client.keypoolExpire(this.base, now, sweptLeaseKeepMs),
       )) as string[];
-      for (const json of reply) {
-        const lease = JSON.parse(json) as LeaseRecord;
-        this.ownLeases.delete(lease.id);
-        expired.push(lease);
+      for (let i = 0; i + 1 < reply.length; i += 2) {
+        const id = reply[i]!;
+        this.ownLeases.delete(id);
+        expired.push(decodeLease(id, reply[i + 1]!));
+      }
+      // Own leases another process swept (and nobody settled) would otherwise stay here forever.
+      for (const [id, lease] of this.ownLeases) {
+        if (lease.expiresAt + sweptLeaseKeepMs <= now) this.ownLeases.delete(id);
       }
     } catch (error) {
       this.fail(error);
@@ -646,7 +700,7 @@ export class RedisStore implements Store {
     if (!this.degraded) {
       try {
         const pipeline = this.client.pipeline();
-        for (const id of keyIds) pipeline.hgetall(this.k(`st:${id}`));
+        for (const id of keyIds) pipeline.hgetall(this.k(`k:${id}`));
         const results = (await this.guard(pipeline.exec())) ?? [];
         return keyIds.map((id, i) => {
           const [error, hash] = results[i] ?? [new Error('missing pipeline reply'), null];
@@ -666,7 +720,7 @@ export class RedisStore implements Store {
     if (!this.degraded) {
       try {
         const reply = (await this.guard(
-          (this.client.keypoolUpdateState as unknown as (args: string[]) => Promise<unknown>)([
+          (this.client.keypoolUpdateState as unknown as ArgsCommand)([
             this.base,
             keyId,
             String(update.now),
@@ -697,7 +751,7 @@ export class RedisStore implements Store {
         this.fail(error);
       }
     }
-    this.local.resetKeyState(keyId, options.counters === true, options.now);
+    await this.local.resetKeyState(keyId, options);
   }
 
   async usageSnapshot(keyIds: readonly string[], query: UsageSnapshotQuery): Promise<KeyUsageSnapshot[]> {
@@ -705,7 +759,7 @@ export class RedisStore implements Store {
     if (!this.degraded) {
       try {
         const reply = (await this.guard(
-          (this.client.keypoolSnapshot as unknown as (args: Array<string | number>) => Promise<unknown>)([
+          (this.client.keypoolSnapshot as unknown as ArgsCommand)([
             this.base,
             query.now - query.windowMs,
             query.day,
