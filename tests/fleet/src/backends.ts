@@ -1,0 +1,105 @@
+/**
+ * The stores a fleet can share, each in a namespace of its own for this run (Redis prefix,
+ * PostgreSQL schema, MariaDB table prefix, SQLite temp file), created migrated and dropped after.
+ */
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sqlStore } from '@keypool/store-sql';
+import { isServiceAvailable, serviceUrls, uniqueName } from '@keypool/testing';
+import { Redis } from 'ioredis';
+import { sql } from 'kysely';
+import { type Backend, openStore, type StoreTarget } from './open-store.mjs';
+
+export type { Backend, StoreTarget };
+export { openStore };
+
+export const SERVER_BACKENDS = ['redis', 'postgres', 'mysql'] as const satisfies readonly Backend[];
+
+const available = new Map<Backend, Promise<boolean>>();
+
+/** Whether the backend's server answers; skipped loudly (or failing under KEYPOOL_REQUIRE_SERVICES=1) if not. */
+export function isBackendUp(backend: Backend): Promise<boolean> {
+  let known = available.get(backend);
+  if (known === undefined) {
+    known = backend === 'sqlite' ? Promise.resolve(true) : isServiceAvailable(backend, () => ping(backend));
+    available.set(backend, known);
+  }
+  return known;
+}
+
+async function ping(backend: Exclude<Backend, 'sqlite'>): Promise<void> {
+  if (backend === 'redis') {
+    const probe = new Redis(serviceUrls.redis, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      connectTimeout: 1_000,
+    });
+    probe.on('error', () => {});
+    try {
+      await probe.connect();
+      await probe.ping();
+    } finally {
+      probe.disconnect();
+    }
+    return;
+  }
+  const store = sqlStore({ url: serviceUrls[backend] });
+  try {
+    await sql`select 1`.execute(store.db);
+  } finally {
+    await store.close();
+  }
+}
+
+/** A fresh namespace on `backend`, migrated (SQL) and empty. */
+export async function createTarget(backend: Backend, base = 'kp_fleet'): Promise<StoreTarget> {
+  const namespace = uniqueName(base);
+  const url =
+    backend === 'sqlite' ? `sqlite:${join(tmpdir(), `${namespace}.db`)}` : (serviceUrls[backend] as string);
+  const target: StoreTarget = { backend, url, namespace };
+  if (backend !== 'redis') {
+    const store = openStore(target, { migrate: true });
+    try {
+      await store.init?.();
+    } finally {
+      await store.close?.();
+    }
+  }
+  return target;
+}
+
+/** Removes everything the run wrote under the target's namespace. */
+export async function dropTarget(target: StoreTarget): Promise<void> {
+  if (target.backend === 'redis') {
+    const client = new Redis(target.url);
+    try {
+      let cursor = '0';
+      do {
+        const [next, keys] = await client.scan(cursor, 'MATCH', `{${target.namespace}}*`, 'COUNT', 1_000);
+        if (keys.length > 0) await client.del(...keys);
+        cursor = next;
+      } while (cursor !== '0');
+    } finally {
+      client.disconnect();
+    }
+    return;
+  }
+  if (target.backend === 'sqlite') {
+    const file = target.url.slice('sqlite:'.length);
+    for (const suffix of ['', '-wal', '-shm']) rmSync(file + suffix, { force: true });
+    return;
+  }
+  const admin = sqlStore({ url: target.url });
+  try {
+    if (target.backend === 'postgres') {
+      await sql`drop schema if exists ${sql.id(target.namespace)} cascade`.execute(admin.db);
+    } else {
+      const { rows } = await sql<{ t: string }>`select table_name as t from information_schema.tables
+        where table_schema = database() and table_name like ${`${target.namespace}\\_%`}`.execute(admin.db);
+      for (const { t } of rows) await sql`drop table ${sql.table(t)}`.execute(admin.db);
+    }
+  } finally {
+    await admin.close();
+  }
+}

@@ -1,0 +1,19 @@
+import type { Store } from '@keypool/spec';
+import type { RedisStoreOptions } from '@keypool/store-redis';
+import type { SqlStoreOptions } from '@keypool/store-sql';
+
+export type Backend = 'redis' | 'postgres' | 'mysql' | 'sqlite';
+
+/** Where a fleet's store lives; plain data, so it crosses to child processes as JSON. */
+export interface StoreTarget {
+  backend: Backend;
+  /** Redis: redis://…; PostgreSQL: postgres://…; MariaDB: mysql://…; SQLite: sqlite:<file>. */
+  url: string;
+  /** Redis prefix, PostgreSQL schema, or MariaDB table prefix (without the trailing `_`). */
+  namespace: string;
+}
+
+export function openStore(
+  target: StoreTarget,
+  extra?: Partial<RedisStoreOptions> & Partial<SqlStoreOptions>,
+): Store;
