@@ -9,7 +9,7 @@ export default defineConfig({
   plugins: [react()],
   // Relative asset URLs so the admin API can serve the bundle under any prefix.
   base: './',
-  build: { outDir: 'dist', emptyOutDir: true, sourcemap: false, chunkSizeWarningLimit: 400 },
+  build: { outDir: 'dist', emptyOutDir: true, sourcemap: false, chunkSizeWarningLimit: 600 },
   server: {
     proxy: { '/v1': { target: api, changeOrigin: true }, '/healthz': api, '/readyz': api },
   },

@@ -26,10 +26,34 @@ const rows: KeyRow[] = joinKeys(
     health('bravo', { status: 'cooling', until: 5000, reason: 'rate limited (429)', latencyEwmaMs: 100 }),
     health('charlie', { provider: 'anthropic', status: 'invalid', reason: 'upstream said 401' }),
     health('delta', { status: 'disabled', breaker: 'closed', requests: 0, successRate: 1 }),
-    health('echo', { breaker: 'open', priority: 1, usage: { keyId: 'key_echo', requestsInWindow: 1, tokensInWindow: 1, requestsToday: 1, tokensToday: 1, costThisMonthUsd: 4.2, inFlight: 0 } }),
+    health('echo', {
+      breaker: 'open',
+      priority: 1,
+      usage: {
+        keyId: 'key_echo',
+        requestsInWindow: 1,
+        tokensInWindow: 1,
+        requestsToday: 1,
+        tokensToday: 1,
+        costThisMonthUsd: 4.2,
+        inFlight: 0,
+      },
+    }),
   ],
   [
-    { id: 'key_delta', alias: 'delta', provider: 'openai', maskedSecret: 'sk-…elta', priority: 0, weight: 1, limits: { rpm: 60 }, enabled: false, disabledReason: 'rotating upstream', createdAt: 1, updatedAt: 1 },
+    {
+      id: 'key_delta',
+      alias: 'delta',
+      provider: 'openai',
+      maskedSecret: 'sk-…elta',
+      priority: 0,
+      weight: 1,
+      limits: { rpm: 60 },
+      enabled: false,
+      disabledReason: 'rotating upstream',
+      createdAt: 1,
+      updatedAt: 1,
+    },
   ],
 );
 
@@ -51,7 +75,10 @@ describe('keys table model', () => {
   it('sorts by any column both ways, with missing values last either way', () => {
     const byLatency = { ...DEFAULT_QUERY, sort: 'latency' as const, direction: 'asc' as const };
     expect(aliases(selectKeys(rows, byLatency)).slice(0, 2)).toEqual(['bravo', 'alpha']);
-    expect(aliases(selectKeys(rows, { ...byLatency, direction: 'desc' })).slice(0, 2)).toEqual(['alpha', 'bravo']);
+    expect(aliases(selectKeys(rows, { ...byLatency, direction: 'desc' })).slice(0, 2)).toEqual([
+      'alpha',
+      'bravo',
+    ]);
     expect(aliases(selectKeys(rows, { ...byLatency, direction: 'desc' })).at(-1)).not.toBe('alpha');
     expect(aliases(selectKeys(rows, { ...DEFAULT_QUERY, sort: 'alias', direction: 'asc' }))).toEqual([
       'alpha',
@@ -67,12 +94,9 @@ describe('keys table model', () => {
   it('filters by status, provider, and "needs attention" (not active or breaker not closed)', () => {
     expect(aliases(selectKeys(rows, { ...DEFAULT_QUERY, status: 'cooling' }))).toEqual(['bravo']);
     expect(aliases(selectKeys(rows, { ...DEFAULT_QUERY, provider: 'anthropic' }))).toEqual(['charlie']);
-    expect(aliases(selectKeys(rows, { ...DEFAULT_QUERY, status: 'attention', sort: 'alias', direction: 'asc' }))).toEqual([
-      'bravo',
-      'charlie',
-      'delta',
-      'echo',
-    ]);
+    expect(
+      aliases(selectKeys(rows, { ...DEFAULT_QUERY, status: 'attention', sort: 'alias', direction: 'asc' })),
+    ).toEqual(['bravo', 'charlie', 'delta', 'echo']);
   });
 
   it('searches alias, id, masked secret, reasons and last error, case-insensitively', () => {

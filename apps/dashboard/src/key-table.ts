@@ -32,7 +32,13 @@ export interface KeyQuery {
   direction: 'asc' | 'desc';
 }
 
-export const DEFAULT_QUERY: KeyQuery = { search: '', status: 'all', provider: 'all', sort: 'status', direction: 'desc' };
+export const DEFAULT_QUERY: KeyQuery = {
+  search: '',
+  status: 'all',
+  provider: 'all',
+  sort: 'status',
+  direction: 'desc',
+};
 
 /** Worse is higher, so "status, descending" puts the keys that need a person first. */
 export const STATUS_SEVERITY: Record<KeyStatus, number> = {
@@ -108,10 +114,22 @@ export function selectKeys(rows: readonly KeyRow[], query: KeyQuery): KeyRow[] {
   const needle = query.search.trim().toLowerCase();
   const picked = rows.filter((row) => {
     if (query.provider !== 'all' && row.provider !== query.provider) return false;
-    if (query.status === 'attention' ? !needsAttention(row) : query.status !== 'all' && row.status !== query.status)
+    if (
+      query.status === 'attention'
+        ? !needsAttention(row)
+        : query.status !== 'all' && row.status !== query.status
+    )
       return false;
     if (needle === '') return true;
-    return [row.alias, row.id, row.provider, row.maskedSecret, row.reason, row.disabledReason, row.lastError?.message]
+    return [
+      row.alias,
+      row.id,
+      row.provider,
+      row.maskedSecret,
+      row.reason,
+      row.disabledReason,
+      row.lastError?.message,
+    ]
       .filter((v): v is string => typeof v === 'string')
       .some((v) => v.toLowerCase().includes(needle));
   });

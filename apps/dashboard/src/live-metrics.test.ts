@@ -16,7 +16,13 @@ describe('live metrics', () => {
     // An old sample outside the window must not count.
     metrics.add({ at: t0 - 90_000, keyId: 'a', ok: false, failure: 'server', latencyMs: 9999 });
     for (let i = 0; i < 60; i++) {
-      metrics.add({ at: t0 - 60_000 + i * 1000 + 1, keyId: i % 2 === 0 ? 'a' : 'b', ok: i % 10 !== 0, latencyMs: (i % 20) * 10, ...(i % 10 === 0 && { failure: 'rate-limit' }) });
+      metrics.add({
+        at: t0 - 60_000 + i * 1000 + 1,
+        keyId: i % 2 === 0 ? 'a' : 'b',
+        ok: i % 10 !== 0,
+        latencyMs: (i % 20) * 10,
+        ...(i % 10 === 0 && { failure: 'rate-limit' }),
+      });
     }
     const all = metrics.summary(t0);
     expect(all.count).toBe(60);
@@ -41,11 +47,19 @@ describe('live metrics', () => {
   it('buckets history for charts and keeps memory bounded', () => {
     const t0 = 10_000_000;
     const metrics = new LiveMetrics(60_000, 60_000, 100, t0 - 60_000);
-    for (let i = 0; i < 500; i++) metrics.add({ at: t0 - 30_000 + i * 10, keyId: 'a', ok: i % 5 !== 0, latencyMs: 40 });
+    for (let i = 0; i < 500; i++)
+      metrics.add({ at: t0 - 30_000 + i * 10, keyId: 'a', ok: i % 5 !== 0, latencyMs: 40 });
     const series = metrics.series(t0, 'a', 10_000);
-    const total = series.requests.reduce((a, b) => a + b, 0);
+    const total = series.requests.reduce<number>((a, b) => a + (b ?? 0), 0);
     expect(total).toBe(100);
-    expect(series.t.length).toBe(series.requests.length);
+    expect(series.t.length).toBe(6);
     expect(series.p50Ms.filter((v) => v !== null)).toContain(40);
+  });
+
+  it('marks the time before the page started watching as unknown, not zero', () => {
+    const t0 = 20_000_000;
+    const metrics = new LiveMetrics(60_000, 60_000, 100, t0 - 20_000);
+    const series = metrics.series(t0, undefined, 10_000);
+    expect(series.requests).toEqual([null, null, null, 0, 0, 0]);
   });
 });

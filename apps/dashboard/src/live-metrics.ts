@@ -22,8 +22,8 @@ export interface LiveSummary {
 export interface LiveSeries {
   /** Bucket start times, epoch seconds (uPlot's x unit). */
   t: number[];
-  requests: number[];
-  errors: number[];
+  requests: Array<number | null>;
+  errors: Array<number | null>;
   p50Ms: Array<number | null>;
 }
 
@@ -94,26 +94,43 @@ export class LiveMetrics {
     };
   }
 
-  /** Per-bucket counts and median latency over the retained history, oldest first. */
+  /**
+   * Per-bucket counts and median latency over the whole retained history, oldest first, so the
+   * chart's time axis is stable; buckets before the page started watching are null (unknown, not 0).
+   */
   series(now: number, keyId?: string, bucketMs = 10_000): LiveSeries {
     const end = Math.floor(now / bucketMs) * bucketMs;
-    const start = Math.max(end - this.historyMs + bucketMs, Math.floor(this.since / bucketMs) * bucketMs);
-    const n = Math.max(1, Math.round((end - start) / bucketMs) + 1);
-    const requests = new Array<number>(n).fill(0);
-    const errors = new Array<number>(n).fill(0);
+    const start = end - this.historyMs + bucketMs;
+    const watchedFrom = Math.floor(this.since / bucketMs) * bucketMs;
+    const n = Math.round((end - start) / bucketMs) + 1;
+    const requests = new Array<number | null>(n).fill(0);
+    const errors = new Array<number | null>(n).fill(0);
     const latencies: number[][] = Array.from({ length: n }, () => []);
     for (const s of this.recent(start, keyId)) {
       const i = Math.floor((s.at - start) / bucketMs);
       if (i < 0 || i >= n) continue;
-      requests[i]! += 1;
-      if (!s.ok) errors[i]! += 1;
+      requests[i] = (requests[i] ?? 0) + 1;
+      if (!s.ok) errors[i] = (errors[i] ?? 0) + 1;
       if (s.latencyMs !== undefined) latencies[i]!.push(s.latencyMs);
     }
+    const t = requests.map((_, i) => (start + i * bucketMs) / 1000);
+    for (let i = 0; i < n; i++) {
+      if (start + i * bucketMs < watchedFrom) {
+        requests[i] = null;
+        errors[i] = null;
+      }
+    }
     return {
-      t: requests.map((_, i) => (start + i * bucketMs) / 1000),
+      t,
       requests,
       errors,
-      p50Ms: latencies.map((l) => percentile(l.sort((a, b) => a - b), 50) ?? null),
+      p50Ms: latencies.map(
+        (l) =>
+          percentile(
+            l.sort((a, b) => a - b),
+            50,
+          ) ?? null,
+      ),
     };
   }
 }

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { ApiError, type Api } from './api.js';
-import { canAdminister, canOperate, clearToken, detectRole, loadToken, roleFromMessage, saveToken } from './session.js';
+import { type Api, ApiError } from './api.js';
+import {
+  canAdminister,
+  canOperate,
+  clearToken,
+  detectRole,
+  loadToken,
+  roleFromMessage,
+  saveToken,
+} from './session.js';
 
 function apiAnswering(tokens: 'ok' | ApiError, health: 'ok' | ApiError = 'ok'): Api {
   return {

@@ -9,7 +9,9 @@ export interface Session {
   role: Role;
 }
 
-export function loadToken(storage: Pick<Storage, 'getItem'> | undefined = globalThis.sessionStorage): string | undefined {
+export function loadToken(
+  storage: Pick<Storage, 'getItem'> | undefined = globalThis.sessionStorage,
+): string | undefined {
   try {
     return storage?.getItem(STORAGE_KEY) ?? undefined;
   } catch {
@@ -17,7 +19,10 @@ export function loadToken(storage: Pick<Storage, 'getItem'> | undefined = global
   }
 }
 
-export function saveToken(token: string, storage: Pick<Storage, 'setItem'> | undefined = globalThis.sessionStorage) {
+export function saveToken(
+  token: string,
+  storage: Pick<Storage, 'setItem'> | undefined = globalThis.sessionStorage,
+) {
   try {
     storage?.setItem(STORAGE_KEY, token);
   } catch {

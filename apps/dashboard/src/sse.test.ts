@@ -3,7 +3,8 @@ import { openEventStream, reconnectDelayMs, type SseMessage, SseParser, type Str
 
 describe('SseParser', () => {
   it('parses events split anywhere across chunks', () => {
-    const text = 'id: 1\nevent: health\ndata: {"status":"healthy"}\n\nid: 2\nevent: key:cooldown\ndata: {"alias":"a"}\n\n';
+    const text =
+      'id: 1\nevent: health\ndata: {"status":"healthy"}\n\nid: 2\nevent: key:cooldown\ndata: {"alias":"a"}\n\n';
     for (let cut = 0; cut < text.length; cut++) {
       const parser = new SseParser();
       const got = [...parser.feed(text.slice(0, cut)), ...parser.feed(text.slice(cut))];
@@ -73,7 +74,12 @@ describe('openEventStream', () => {
   it('sends the token as a header, never in the URL, and delivers messages', async () => {
     const { fetch, calls } = scriptedFetch([() => streamOf(['event: health\ndata: {}\n\n'], { hold: true })]);
     const messages: SseMessage[] = [];
-    const stream = openEventStream({ url: '/v1/events', token: 'kp_abc', onMessage: (m) => messages.push(m), fetch });
+    const stream = openEventStream({
+      url: '/v1/events',
+      token: 'kp_abc',
+      onMessage: (m) => messages.push(m),
+      fetch,
+    });
     await until(() => messages.length === 1);
     expect(calls[0]!.url).toBe('/v1/events');
     expect(calls[0]!.headers.authorization).toBe('Bearer kp_abc');
@@ -111,7 +117,14 @@ describe('openEventStream', () => {
   it('stops for good when the token is refused', async () => {
     const { fetch, calls } = scriptedFetch([() => new Response('{}', { status: 401 })]);
     const states: StreamState[] = [];
-    openEventStream({ url: '/v1/events', token: 'bad', fetch, initialDelayMs: 1, onMessage: () => {}, onState: (s) => states.push(s) });
+    openEventStream({
+      url: '/v1/events',
+      token: 'bad',
+      fetch,
+      initialDelayMs: 1,
+      onMessage: () => {},
+      onState: (s) => states.push(s),
+    });
     await until(() => states.includes('unauthorized'));
     await new Promise((r) => setTimeout(r, 30));
     expect(calls).toHaveLength(1);
@@ -123,7 +136,15 @@ describe('openEventStream', () => {
       () => streamOf(['data: back\n\n'], { hold: true }),
     ]);
     const data: string[] = [];
-    const stream = openEventStream({ url: '/e', token: 't', fetch, idleTimeoutMs: 30, initialDelayMs: 2, random: () => 0, onMessage: (m) => data.push(m.data) });
+    const stream = openEventStream({
+      url: '/e',
+      token: 't',
+      fetch,
+      idleTimeoutMs: 30,
+      initialDelayMs: 2,
+      random: () => 0,
+      onMessage: (m) => data.push(m.data),
+    });
     await until(() => data.includes('back'));
     expect(calls).toHaveLength(2);
     stream.close();

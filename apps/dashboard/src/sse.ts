@@ -37,7 +37,11 @@ export class SseParser {
   private line(line: string, out: SseMessage[]): void {
     if (line === '') {
       if (this.data.length > 0) {
-        out.push({ event: this.event || 'message', data: this.data.join('\n'), ...(this.id !== undefined && { id: this.id }) });
+        out.push({
+          event: this.event || 'message',
+          data: this.data.join('\n'),
+          ...(this.id !== undefined && { id: this.id }),
+        });
       }
       this.data = [];
       this.event = '';
@@ -75,7 +79,12 @@ export interface EventStreamOptions {
 }
 
 /** Exponential backoff with jitter, so dashboards do not all come back in the same instant. */
-export function reconnectDelayMs(attempt: number, initialMs = 1000, maxMs = 15_000, random = Math.random): number {
+export function reconnectDelayMs(
+  attempt: number,
+  initialMs = 1000,
+  maxMs = 15_000,
+  random = Math.random,
+): number {
   const ceiling = Math.min(maxMs, initialMs * 2 ** Math.max(0, attempt));
   return Math.round(ceiling / 2 + (ceiling / 2) * random());
 }
