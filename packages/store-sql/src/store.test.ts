@@ -248,9 +248,29 @@ describe.skipIf(!isRedisUp)('hotState: records in SQL, hot state in Redis', () =
       expect(await sqlOnly.getLease('lease-hot')).toBeUndefined();
       await store.updateKeyState('k', { set: { coolingUntil: T0 + 1000 }, now: T0 });
       expect((await redisPeer.getKeyStates(['k']))[0]).toMatchObject({ coolingUntil: T0 + 1000 });
-      expect(await store.settle('lease-hot', { tokens: 5, costUsd: 0, now: T0 + 1 })).toMatchObject({
-        status: 'settled',
+      const usage = (id: string) => ({
+        id,
+        time: T0 + 1,
+        day: '2026-01-15',
+        month: '2026-01',
+        keyId: 'k',
+        keyAlias: 'k',
+        provider: 'openai',
+        inputTokens: 3,
+        outputTokens: 2,
+        costUsd: 0,
+        status: 'ok' as const,
+        leaseId: 'lease-hot',
       });
+      expect(
+        await store.settle('lease-hot', { tokens: 5, costUsd: 0, now: T0 + 1, usage: usage('u1') }),
+      ).toMatchObject({ status: 'settled' });
+      expect(
+        await store.settle('lease-hot', { tokens: 5, costUsd: 0, now: T0 + 2, usage: usage('u2') }),
+      ).toStrictEqual({ status: 'already-settled' });
+      // The usage record lands once, in the SQL log (not in Redis's).
+      expect(await sqlOnly.queryUsage({})).toMatchObject([{ requests: 1, inputTokens: 3, outputTokens: 2 }]);
+      expect(await redisPeer.queryUsage({})).toMatchObject([{ requests: 0 }]);
       await store.setMeta('canary', 'sql');
       expect(await sqlOnly.getMeta('canary')).toBe('sql');
       expect(await redisPeer.getMeta('canary')).toBeUndefined();
