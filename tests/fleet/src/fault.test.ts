@@ -10,7 +10,7 @@ import { DEFAULT_MOCK_REPLY, type MockUpstream, mockTokens, startMockUpstream } 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTarget, dropTarget, isBackendUp, openStore, type StoreTarget } from './backends.js';
 import { startFleet, type WorkerReport } from './fleet.js';
-import { type Proxy, startProxy } from './proxy.js';
+import { type RedisProxy, startProxy } from './proxy.js';
 
 const PROCESSES = 3;
 const COMMAND_TIMEOUT_MS = 300;
@@ -29,7 +29,7 @@ const isUp = await isBackendUp('redis');
 describe.skipIf(!isUp)(`${PROCESSES} processes while Redis is cut off for ${CUT_FOR_MS} ms`, () => {
   let target: StoreTarget;
   let mock: MockUpstream;
-  let proxy: Proxy;
+  let proxy: RedisProxy;
   let pool: KeyPool;
   let reports: WorkerReport[];
   let cutAt = 0;

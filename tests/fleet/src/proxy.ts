@@ -5,14 +5,14 @@
  */
 import { connect, createServer, type Socket } from 'node:net';
 
-export interface Proxy {
+export interface RedisProxy {
   url: string;
   cut(): void;
   restore(): void;
   close(): Promise<void>;
 }
 
-export async function startProxy(targetUrl: string): Promise<Proxy> {
+export async function startProxy(targetUrl: string): Promise<RedisProxy> {
   const target = new URL(targetUrl);
   let isCut = false;
   const sockets = new Set<Socket>();
