@@ -4,6 +4,7 @@ import express, { type Express } from 'express';
 import type { Logger } from 'pino';
 import { type AuthOptions, createAuth } from './auth.js';
 import { type AppContext, auditWriter } from './context.js';
+import { mountDashboard } from './dashboard.js';
 import { errorMiddleware, notFound } from './errors.js';
 import { LeaseBook } from './leases.js';
 import { createLogger } from './logger.js';
@@ -41,6 +42,8 @@ export interface AdminAppOptions {
   /** Express `trust proxy`, so auth rate limits see client addresses behind a proxy. Default false. */
   trustProxy?: boolean | number | string;
   now?: () => number;
+  /** Folder of the built dashboard (`dashboardDir` from @keypool/dashboard), served at `/`. */
+  dashboardDir?: string;
 }
 
 export interface AdminApp extends Express {
@@ -137,6 +140,7 @@ export function createAdminApp(options: AdminAppOptions): AdminApp {
   const router = express.Router();
   for (const route of routes) mountRoute(router, route, context);
   app.use(router);
+  if (options.dashboardDir !== undefined) mountDashboard(app, options.dashboardDir, logger);
   app.use(notFound);
   app.use(errorMiddleware(logger));
 
