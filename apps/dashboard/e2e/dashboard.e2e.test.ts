@@ -222,7 +222,7 @@ describe.skipIf(chromiumPath === undefined)('dashboard in chromium', () => {
   it('shows stale data while the server is down and reconnects after it restarts', async () => {
     await page.getByRole('link', { name: 'Overview' }).click();
     await expect.poll(() => page.getByTestId('connection').textContent()).toContain('Live');
-    const restarted = server.restart(4000);
+    const restarted = server.restart(2500);
     await expect
       .poll(() => page.getByTestId('connection').textContent(), { timeout: 8000 })
       .toMatch(/Reconnecting|Stale/);

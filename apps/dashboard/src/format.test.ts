@@ -37,6 +37,8 @@ describe('format', () => {
 
   it('shows latency in ms below a second and in seconds above', () => {
     expect(formatMs(12.4)).toBe('12 ms');
+    expect(formatMs(4.46)).toBe('4.5 ms');
+    expect(formatMs(3)).toBe('3 ms');
     expect(formatMs(1530)).toBe('1.53 s');
     expect(formatMs(45_000)).toBe('45 s');
     expect(formatRate(0.25)).toBe('0.3/s');

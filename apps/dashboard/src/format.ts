@@ -33,6 +33,7 @@ export function formatMs(ms: number | undefined): string {
   if (ms === undefined || !Number.isFinite(ms)) return DASH;
   if (ms >= 10_000) return `${trim(ms / 1000)} s`;
   if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
+  if (ms < 10) return `${ms.toFixed(1).replace(/\.0$/, '')} ms`;
   return `${Math.round(ms)} ms`;
 }
 

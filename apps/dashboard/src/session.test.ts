@@ -10,11 +10,11 @@ import {
   saveToken,
 } from './session.js';
 
-function apiAnswering(tokens: 'ok' | ApiError, health: 'ok' | ApiError = 'ok'): Api {
+function apiAnswering(tokens: 'ok' | ApiError): Api {
   return {
     async get(path) {
-      const answer = path === '/v1/tokens' ? tokens : health;
-      if (answer instanceof ApiError) throw answer;
+      if (path !== '/v1/tokens') throw new Error(`unexpected ${path}`);
+      if (tokens instanceof ApiError) throw tokens;
       return {} as never;
     },
     post: async () => ({}) as never,
@@ -42,7 +42,7 @@ describe('session', () => {
 
   it('rejects a bad token with the API error', async () => {
     const unauthorized = new ApiError(401, 'KEYPOOL_UNAUTHORIZED', 'Unknown or revoked token');
-    await expect(detectRole(apiAnswering('ok', unauthorized))).rejects.toMatchObject({ status: 401 });
+    await expect(detectRole(apiAnswering(unauthorized))).rejects.toMatchObject({ status: 401 });
   });
 
   it('maps roles to what they may do', () => {

@@ -41,13 +41,12 @@ export function clearToken(storage: Pick<Storage, 'removeItem'> | undefined = gl
 const ROLES: readonly Role[] = ['admin', 'operator', 'viewer', 'service'];
 
 /**
- * The API has no "who am I" endpoint, so the role is learned from answers that have no side
- * effects: /v1/health checks the token can read; /v1/tokens is admin-only, and its 403 names the
- * caller's role ("Token "x" has role operator; …"). Unknown answers fall back to viewer, the
- * role that can do least.
+ * The API has no "who am I" endpoint, so the role is learned from one answer with no side
+ * effects: /v1/tokens is admin-only; for any other valid token its 403 names the caller's role
+ * ("Token "x" has role operator; …"), and a bad token gets 401. An unreadable 403 falls back to
+ * viewer, the role that can do least.
  */
 export async function detectRole(api: Api): Promise<Role> {
-  await api.get('/v1/health');
   try {
     await api.get('/v1/tokens');
     return 'admin';
