@@ -11,9 +11,11 @@ import { Keys } from './pages/keys.js';
 import { Overview } from './pages/overview.js';
 import { SignIn } from './pages/sign-in.js';
 import { Usage } from './pages/usage.js';
+import { queryKeys } from './queries.js';
 import { href, type Route, useRoute } from './route.js';
 import { canAdminister, clearToken, detectRole, loadToken, type Session, saveToken } from './session.js';
 import { SessionContext, type SessionValue } from './session-context.js';
+import type { PoolHealth } from './types.js';
 
 const TITLES: Record<Route['page'], string> = {
   overview: 'Overview',
@@ -143,7 +145,13 @@ export function App({ queryClient }: { queryClient?: QueryClient }) {
   useEffect(() => {
     const token = loadToken();
     if (token === undefined) return;
-    detectRole(createApi(token))
+    const api = createApi(token);
+    // Health is what the first page shows: ask for it while the role is being learned.
+    void client.prefetchQuery({
+      queryKey: queryKeys.health,
+      queryFn: () => api.get<PoolHealth>('/v1/health'),
+    });
+    detectRole(api)
       .then((role) => setSession({ token, role }))
       .catch((error) => {
         clearToken();
@@ -151,7 +159,7 @@ export function App({ queryClient }: { queryClient?: QueryClient }) {
           setNotice('Your saved token is no longer accepted. Sign in again.');
       })
       .finally(() => setRestoring(false));
-  }, []);
+  }, [client]);
 
   const signOut = useCallback((message?: string) => {
     clearToken();

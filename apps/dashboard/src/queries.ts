@@ -30,12 +30,17 @@ export function useHealth(isLive: boolean) {
   });
 }
 
-export function useKeys() {
+/**
+ * Key metadata (limits, disabled reason). Health comes first: it is what the page shows, and
+ * /v1/keys is the slower answer with many keys, so it waits until health is in.
+ */
+export function useKeys(enabled = true) {
   const { api } = useSession();
   return useQuery({
     queryKey: queryKeys.keys,
     queryFn: async () => (await api.get<{ keys: ApiKey[] }>('/v1/keys')).keys,
     refetchInterval: 60_000,
+    enabled,
   });
 }
 

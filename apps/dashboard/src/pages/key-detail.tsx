@@ -26,7 +26,7 @@ export function KeyDetail({ id }: { id: string }) {
   const live = useLive();
   const now = useNow();
   const health = useHealth(!live.isStale);
-  const keys = useKeys();
+  const keys = useKeys(health.data !== undefined);
   const from = useMemo(() => {
     const d = new Date(Date.now() - (HISTORY_DAYS - 1) * DAY_MS);
     return new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();

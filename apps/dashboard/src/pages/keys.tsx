@@ -16,6 +16,7 @@ import {
 import { useLive } from '../live.js';
 import { useHealth, useKeys } from '../queries.js';
 import { href } from '../route.js';
+import { useProgressiveCount } from '../use-progressive.js';
 
 const COLUMNS: Array<{ id: SortColumn; label: string; numeric?: boolean }> = [
   { id: 'alias', label: 'Key' },
@@ -109,13 +110,14 @@ const KeyRowView = memo(function KeyRowView({ row }: { row: KeyRow }) {
 export function Keys() {
   const live = useLive();
   const health = useHealth(!live.isStale);
-  const keys = useKeys();
+  const keys = useKeys(health.data !== undefined);
   const [query, setQuery] = useState<KeyQuery>(DEFAULT_QUERY);
   // Typing stays responsive with hundreds of rows: the table catches up a frame later.
   const deferredQuery = useDeferredValue(query);
   const rows = useMemo(() => joinKeys(health.data?.keys ?? [], keys.data), [health.data, keys.data]);
   const shown = useMemo(() => selectKeys(rows, deferredQuery), [rows, deferredQuery]);
   const providers = useMemo(() => providersOf(rows), [rows]);
+  const rendered = useProgressiveCount(shown.length);
 
   const sortBy = (column: SortColumn) =>
     setQuery((q) =>
@@ -196,7 +198,7 @@ export function Keys() {
             </tr>
           </thead>
           <tbody>
-            {shown.map((row) => (
+            {shown.slice(0, rendered).map((row) => (
               <KeyRowView key={row.id} row={row} />
             ))}
           </tbody>

@@ -26,7 +26,7 @@ export function Overview() {
   const live = useLive();
   const now = useNow();
   const health = useHealth(!live.isStale);
-  const keys = useKeys();
+  const keys = useKeys(health.data !== undefined);
   const spend = useSpend(now);
   const summary = live.metrics.summary(now);
   // biome-ignore lint/correctness/useExhaustiveDependencies: recomputed on each live tick
