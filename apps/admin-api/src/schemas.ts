@@ -194,6 +194,14 @@ export const TokenCreated = TokenInfo.extend({
   token: z.string().meta({ description: 'Shown once; only its hash is stored.' }),
 }).meta({ id: 'TokenCreated' });
 export const TokenList = z.object({ tokens: z.array(TokenInfo) }).meta({ id: 'TokenList' });
+export const Me = z
+  .object({
+    tokenId: z.string(),
+    name: z.string(),
+    role: Role,
+    pools: z.array(z.string()).optional().meta({ description: 'Service tokens scoped to pools only.' }),
+  })
+  .meta({ id: 'Me' });
 
 /** A time: epoch ms, or an ISO date / date-time. */
 export const Time = z
@@ -323,6 +331,10 @@ export const LeaseReport = z
     code: z.string().max(200).optional(),
     usage: UsageIn.optional(),
     latencyMs: z.number().min(0).max(86_400_000).optional(),
+    respondedAt: z.number().int().min(0).optional().meta({
+      description:
+        'Epoch ms when the upstream response began; the key’s rate window counts the call from there (default: now).',
+    }),
     model: z.string().min(1).max(200).optional(),
     headers: z
       .record(z.string().max(200), z.string().max(2000))

@@ -317,6 +317,18 @@ describe('limits', () => {
     await expect(pool.acquire({ provider: 'openai', estimatedTokens: 900 })).resolves.toBeDefined();
   });
 
+  it('counts a request in the window from when upstream responded, and always while in flight', async () => {
+    const pool = await makePool({ keys: keys(1, { limits: { rpm: 1 } }) });
+    const lease = await pool.acquire({ provider: 'openai' });
+    await vi.advanceTimersByTimeAsync(120_000);
+    // Two minutes later the request is still out there: the slot stays taken.
+    await expect(pool.acquire({ provider: 'openai' })).rejects.toMatchObject({ retryAfterMs: 60_000 });
+    await lease.release({ ok: true, respondedAt: T0 + 100_000 });
+    await expect(pool.acquire({ provider: 'openai' })).rejects.toMatchObject({ retryAfterMs: 40_000 });
+    await vi.advanceTimersByTimeAsync(40_000);
+    await expect(use(pool)).resolves.toBe('k0');
+  });
+
   it('waits for the earliest key up to maxWaitMs instead of failing', async () => {
     const pool = await makePool({ keys: keys(1, { limits: { rpm: 1 } }), maxWaitMs: 120_000 });
     await use(pool);

@@ -476,6 +476,7 @@ class Pool implements KeyPool {
         tokens,
         costUsd,
         now,
+        ...(outcome.respondedAt !== undefined && { respondedAt: outcome.respondedAt }),
         usage: this.usageRecord(handle, outcome, model, costUsd, classification, now),
       });
 

@@ -129,6 +129,8 @@ async function runAttempt(context: AttemptContext): Promise<void> {
     return fail({ ok: false, kind: timer.kind(), error }, error);
   }
   const latencyMs = performance.now() - started;
+  // The upstream had the request by now: the key's rate window counts it from here.
+  const respondedAt = Date.now();
 
   if (!response.ok) {
     let text: string;
@@ -140,13 +142,14 @@ async function runAttempt(context: AttemptContext): Promise<void> {
     timer.dispose();
     const outcome = describeAnthropicResponse(response.status, parseJson(text), response.headers);
     const answer = new Response(text, response);
-    const classification = await lease.release(failure(outcome, latencyMs));
+    const classification = await lease.release({ ...failure(outcome, latencyMs), respondedAt });
     if (classification?.retryable) throw new RetryOnAnotherKey(answer, outcome);
     deliver(answer);
     return;
   }
 
-  if (isEventStream(response)) return streamAttempt(context, response, timer, started, latencyMs);
+  if (isEventStream(response))
+    return streamAttempt(context, response, timer, started, latencyMs, respondedAt);
 
   // Non-stream: read a copy to the end before the caller sees anything, so a body cut
   // off half-way is still a failure another key can retry.
@@ -164,6 +167,7 @@ async function runAttempt(context: AttemptContext): Promise<void> {
   await lease.release({
     ok: true,
     latencyMs,
+    respondedAt,
     headers: response.headers,
     ...(usage !== undefined && { usage }),
   });
@@ -181,6 +185,7 @@ async function streamAttempt(
   timer: AttemptTimer,
   started: number,
   latencyMs: number,
+  respondedAt: number,
 ): Promise<void> {
   const { lease, deliver } = context;
   const body = response.body;
@@ -190,7 +195,13 @@ async function streamAttempt(
   const releaseFailure = async (error: unknown): Promise<never> => {
     timer.dispose();
     await reader?.cancel().catch(() => {});
-    await lease.release({ ok: false, kind: timer.kind(), error, latencyMs: performance.now() - started });
+    await lease.release({
+      ok: false,
+      kind: timer.kind(),
+      error,
+      latencyMs: performance.now() - started,
+      respondedAt,
+    });
     throw error;
   };
 
@@ -210,9 +221,10 @@ async function streamAttempt(
 
   // The first event itself is an error (e.g. `overloaded_error`): nothing reached the caller yet.
   if (watcher.error !== undefined) {
-    const classification = await lease.release(
-      failure({ ...watcher.error, headers: response.headers }, latencyMs),
-    );
+    const classification = await lease.release({
+      ...failure({ ...watcher.error, headers: response.headers }, latencyMs),
+      respondedAt,
+    });
     if (classification?.retryable) {
       await reader.cancel().catch(() => {});
       throw new RetryOnAnotherKey(new Response(replay(peeked), response), watcher.error);
@@ -265,7 +277,7 @@ async function streamAttempt(
       ),
     );
   });
-  await lease.release(await ended);
+  await lease.release({ ...(await ended), respondedAt });
 }
 
 function failure(outcome: UpstreamOutcome, latencyMs: number): Extract<ReleaseOutcome, { ok: false }> {

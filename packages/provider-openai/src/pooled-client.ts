@@ -174,6 +174,8 @@ function createPooledFetch(pool: KeyPool, options: PooledFetchOptions): Fetch {
           throw error;
         }
         const latencyMs = performance.now() - startedAt;
+        // The upstream had the request by now: the key's rate window counts it from here.
+        const respondedAt = Date.now();
 
         if (!response.ok) {
           const text = await response.text().catch(() => '');
@@ -185,6 +187,7 @@ function createPooledFetch(pool: KeyPool, options: PooledFetchOptions): Fetch {
             headers: response.headers,
             ...errorFields(text),
             latencyMs,
+            respondedAt,
           });
           if (classification?.retryable === true)
             throw new RetryableResponse(response.status, lease.alias, rebuilt);
@@ -194,13 +197,13 @@ function createPooledFetch(pool: KeyPool, options: PooledFetchOptions): Fetch {
 
         const contentType = response.headers.get('content-type') ?? '';
         if (isStream && contentType.includes('text/event-stream') && response.body !== null) {
-          await streamAttempt(lease, response, latencyMs, () => clearTimeout(timeout));
+          await streamAttempt(lease, response, latencyMs, respondedAt, () => clearTimeout(timeout));
           return;
         }
         if (!contentType.includes('json')) {
           clearTimeout(timeout);
           // Binary answers (speech, file contents) report no usage: hand them over untouched.
-          await lease.release({ ok: true, headers: response.headers, latencyMs });
+          await lease.release({ ok: true, headers: response.headers, latencyMs, respondedAt });
           deliver(response);
           return;
         }
@@ -211,6 +214,7 @@ function createPooledFetch(pool: KeyPool, options: PooledFetchOptions): Fetch {
           ok: true,
           headers: response.headers,
           latencyMs,
+          respondedAt,
           ...(usage !== undefined && { usage }),
         });
         deliver(new Response(text, response));
@@ -221,6 +225,7 @@ function createPooledFetch(pool: KeyPool, options: PooledFetchOptions): Fetch {
         lease: Lease,
         response: Response,
         latencyMs: number,
+        respondedAt: number,
         headersDone: () => void,
       ) => {
         const reader = (response.body as ReadableStream<Uint8Array>).getReader();
@@ -234,20 +239,21 @@ function createPooledFetch(pool: KeyPool, options: PooledFetchOptions): Fetch {
             kind: callerSignal?.aborted === true ? 'abort' : 'connection',
             error,
             latencyMs,
+            respondedAt,
           });
           throw error;
         }
         headersDone();
         if (first.done) {
           const error = new Error('The OpenAI stream ended before its first chunk.');
-          await lease.release({ ok: false, kind: 'connection', error, latencyMs });
+          await lease.release({ ok: false, kind: 'connection', error, latencyMs, respondedAt });
           throw error;
         }
         const tap = tapStreamUsage(first.value, reader, injectUsage);
         deliver(new Response(tap.stream, response));
         // From here on the caller owns the stream: failures surface there, never as a retry.
         const end = await tap.ended;
-        const usage = end.usage !== undefined ? { usage: end.usage } : {};
+        const usage = end.usage !== undefined ? { usage: end.usage, respondedAt } : { respondedAt };
         let outcome: ReleaseOutcome;
         if (end.kind === 'done') outcome = { ok: true, headers: response.headers, latencyMs, ...usage };
         else if (end.kind === 'cancelled') outcome = { ok: false, kind: 'abort', latencyMs, ...usage };

@@ -221,6 +221,12 @@ export interface Settlement {
   costUsd: number;
   now: number;
   /**
+   * Epoch ms by which the upstream had certainly received the request (when its
+   * response began); the lease's window entry is stamped there. Default `now`.
+   * Clamped to [lease.reservedAt, now].
+   */
+  respondedAt?: number;
+  /**
    * The usage record of this lease, appended in the same atomic step when the
    * result is 'settled' or 'expired' (never for 'already-settled'), so a release
    * costs one store round trip and usage is neither lost nor logged twice.
@@ -602,6 +608,11 @@ export type ReleaseOutcome =
       ok: true;
       usage?: Usage;
       latencyMs?: number;
+      /**
+       * Epoch ms when the upstream's response began. The key's rate window counts the
+       * request from there (the upstream had it by then); default: the release time.
+       */
+      respondedAt?: number;
       headers?: HeaderBag;
       /** The model actually used, when it differs from the acquire call. */
       model?: string;
@@ -615,6 +626,8 @@ export type ReleaseOutcome =
       error?: unknown;
       usage?: Usage;
       latencyMs?: number;
+      /** As for success; absent for failures that never reached upstream. */
+      respondedAt?: number;
       model?: string;
     };
 

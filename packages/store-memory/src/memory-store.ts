@@ -80,8 +80,6 @@ interface KeyHot {
 
 interface ActiveLease {
   record: LeaseRecord;
-  /** Sequence number of the lease's window entry. */
-  seq: number;
   hot: KeyHot;
 }
 
@@ -326,10 +324,17 @@ class MemoryStoreImpl implements MemoryStore {
     const active = this.leases.get(leaseId);
     if (active) {
       const { record, hot } = active;
-      this.end(active);
       if (settlement.usage !== undefined) this.usage.append(settlement.usage);
-      if (record.expiresAt <= settlement.now) return { status: 'expired', lease: copyLease(record) };
-      hot.window.setTokens(active.seq, settlement.tokens);
+      if (record.expiresAt <= settlement.now) {
+        this.end(active, record.expiresAt, record.estimatedTokens);
+        return { status: 'expired', lease: copyLease(record) };
+      }
+      // The upstream had the request by the time it responded: the entry counts from there.
+      const stamp = Math.min(
+        settlement.now,
+        Math.max(record.reservedAt, settlement.respondedAt ?? settlement.now),
+      );
+      this.end(active, stamp, settlement.tokens);
       const day = hot.days.get(record.day);
       if (day) day.tokens += settlement.tokens - record.estimatedTokens;
       const cost = hot.months.get(record.month);
@@ -356,7 +361,7 @@ class MemoryStoreImpl implements MemoryStore {
     const ended: LeaseRecord[] = [];
     for (const active of this.leases.values()) {
       if (active.record.expiresAt > now) continue;
-      this.end(active);
+      this.end(active, active.record.expiresAt, active.record.estimatedTokens);
       this.expired.set(active.record.id, { lease: active.record, endedAt: now });
       ended.push(copyLease(active.record));
     }
@@ -405,7 +410,7 @@ class MemoryStoreImpl implements MemoryStore {
     const hot = this.hotOf(keyId);
     hot.state = defaultState(keyId, options.now);
     if (options.counters) {
-      hot.window.clear();
+      hot.window.clearStamped();
       hot.days.clear();
       hot.months.clear();
     }
@@ -556,14 +561,14 @@ class MemoryStoreImpl implements MemoryStore {
 
     const { window } = hot;
     if (limits.rpm !== undefined || limits.tpm !== undefined) window.trim(now, request.windowMs);
-    const oldest = window.oldest();
+    // The oldest stamped entry leaves first; entries in flight leave no sooner than a window from now.
+    const freesAt = (window.oldestStamp() ?? now) + request.windowMs;
     if (limits.rpm !== undefined && window.size + 1 > limits.rpm) {
-      this.retryAt = oldest === undefined ? null : oldest + request.windowMs;
+      this.retryAt = freesAt;
       return 'rpm';
     }
     if (limits.tpm !== undefined && window.tokenSum + request.estimatedTokens > limits.tpm) {
-      this.retryAt =
-        request.estimatedTokens > limits.tpm || oldest === undefined ? null : oldest + request.windowMs;
+      this.retryAt = request.estimatedTokens > limits.tpm ? null : freesAt;
       return 'tpm';
     }
     if (limits.requestsPerDay !== undefined || limits.tokensPerDay !== undefined) {
@@ -617,7 +622,7 @@ class MemoryStoreImpl implements MemoryStore {
 
     // The window may not have been trimmed by `check` (no rpm/tpm): keep it bounded anyway.
     hot.window.trim(now, request.windowMs);
-    const seq = hot.window.push(now, request.estimatedTokens);
+    hot.window.open(request.estimatedTokens);
     let day = hot.days.get(request.day);
     if (!day) {
       day = { requests: 0, tokens: 0 };
@@ -634,13 +639,15 @@ class MemoryStoreImpl implements MemoryStore {
       hot.months.set(request.month, cost + request.estimatedCostUsd);
     }
     hot.inFlight += 1;
-    this.leases.set(record.id, { record, seq, hot });
+    this.leases.set(record.id, { record, hot });
     return copyLease(record);
   }
 
   /** Ends an active lease: no longer in flight, probe slot freed if it held it. */
-  private end(active: ActiveLease): void {
+  /** Ends a lease: its window entry gets its stamp and final tokens. */
+  private end(active: ActiveLease, stamp: number, tokens: number): void {
     this.leases.delete(active.record.id);
+    active.hot.window.stamp(stamp, active.record.estimatedTokens, tokens);
     active.hot.inFlight -= 1;
     const state = active.hot.state;
     if (state?.probeLeaseId === active.record.id) delete state.probeLeaseId;

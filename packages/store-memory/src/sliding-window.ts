@@ -1,21 +1,25 @@
 /**
- * The rpm/tpm window of one key: entries `{ reservedAt, tokens }` in a ring
- * buffer of two typed arrays with a running token sum, so reserve and settle
- * allocate nothing (the buffer doubles only when a window outgrows it).
+ * The rpm/tpm window of one key. Entries in flight have no stamp yet and always
+ * count (their request may reach the upstream at any moment); settled or expired
+ * entries carry a stamp and leave the window at stamp + windowMs (see "Window
+ * entries" in @keypool/spec's README).
  *
- * Entries are addressed by a sequence number that keeps counting as the front
- * is trimmed, so a lease can find its entry again at settle time.
+ * Stamped entries sit in a ring buffer of two typed arrays ordered by stamp, with
+ * a running token sum, so reserve and settle allocate nothing. Stamps arrive
+ * almost in order (a settle stamps near its own time), so keeping the order is an
+ * insertion from the back that rarely moves anything.
  */
 export class SlidingWindow {
   private times: Float64Array;
   private tokens: Float64Array;
   private mask: number;
   private head = 0;
-  private headSeq = 0;
-  /** Entries currently held. */
-  size = 0;
-  /** Sum of `tokens` over the held entries. */
-  tokenSum = 0;
+  /** Stamped entries held. */
+  private stamped = 0;
+  private stampedTokens = 0;
+  /** Entries in flight and their (estimated) tokens. */
+  private inFlight = 0;
+  private inFlightTokens = 0;
 
   constructor(initialCapacity = 8) {
     let capacity = 1;
@@ -25,64 +29,85 @@ export class SlidingWindow {
     this.mask = capacity - 1;
   }
 
-  /** Drops entries that left the window (`reservedAt <= now - windowMs`) from the front. */
+  /** Entries held (in flight or stamped, before any trim). */
+  get size(): number {
+    return this.inFlight + this.stamped;
+  }
+
+  /** Tokens of the entries held. */
+  get tokenSum(): number {
+    return this.inFlightTokens + this.stampedTokens;
+  }
+
+  /** A reservation enters the window, unstamped. */
+  open(tokens: number): void {
+    this.inFlight += 1;
+    this.inFlightTokens += tokens;
+  }
+
+  /** An in-flight entry reserved with `estimatedTokens` is stamped with its final tokens. */
+  stamp(stamp: number, estimatedTokens: number, tokens: number): void {
+    this.inFlight -= 1;
+    this.inFlightTokens -= estimatedTokens;
+    if (this.inFlight === 0) this.inFlightTokens = 0;
+    if (this.stamped === this.times.length) this.grow();
+    // Insert from the back, shifting the (few) later stamps one slot to the right.
+    let position = this.stamped;
+    while (position > 0) {
+      const before = (this.head + position - 1) & this.mask;
+      if (this.times[before]! <= stamp) break;
+      const at = (this.head + position) & this.mask;
+      this.times[at] = this.times[before]!;
+      this.tokens[at] = this.tokens[before]!;
+      position -= 1;
+    }
+    const index = (this.head + position) & this.mask;
+    this.times[index] = stamp;
+    this.tokens[index] = tokens;
+    this.stamped += 1;
+    this.stampedTokens += tokens;
+  }
+
+  /** Drops stamped entries that left the window (`stamp <= now - windowMs`). */
   trim(now: number, windowMs: number): void {
     const edge = now - windowMs;
-    while (this.size > 0 && this.times[this.head]! <= edge) {
-      this.tokenSum -= this.tokens[this.head]!;
+    while (this.stamped > 0 && this.times[this.head]! <= edge) {
+      this.stampedTokens -= this.tokens[this.head]!;
       this.head = (this.head + 1) & this.mask;
-      this.headSeq += 1;
-      this.size -= 1;
+      this.stamped -= 1;
     }
-    // Repeated float additions and subtractions drift; an empty window is exactly zero.
-    if (this.size === 0) this.tokenSum = 0;
+    // Repeated float additions and subtractions drift; an empty buffer is exactly zero.
+    if (this.stamped === 0) this.stampedTokens = 0;
   }
 
-  /** reservedAt of the oldest held entry. */
-  oldest(): number | undefined {
-    return this.size > 0 ? this.times[this.head] : undefined;
+  /** Stamp of the oldest stamped entry held. */
+  oldestStamp(): number | undefined {
+    return this.stamped > 0 ? this.times[this.head] : undefined;
   }
 
-  /** Appends an entry and returns its sequence number. */
-  push(reservedAt: number, tokens: number): number {
-    if (this.size === this.times.length) this.grow();
-    const index = (this.head + this.size) & this.mask;
-    this.times[index] = reservedAt;
-    this.tokens[index] = tokens;
-    this.size += 1;
-    this.tokenSum += tokens;
-    return this.headSeq + this.size - 1;
-  }
-
-  /** Sets the tokens of entry `seq`, if it is still held. */
-  setTokens(seq: number, tokens: number): void {
-    const offset = seq - this.headSeq;
-    if (offset < 0 || offset >= this.size) return;
-    const index = (this.head + offset) & this.mask;
-    this.tokenSum += tokens - this.tokens[index]!;
-    this.tokens[index] = tokens;
-  }
-
-  /** Requests and tokens with `reservedAt > now - windowMs`, without dropping anything. */
+  /** Requests and tokens that count at `now`, without dropping anything. */
   count(now: number, windowMs: number): { requests: number; tokens: number } {
     const edge = now - windowMs;
     let skipped = 0;
     let skippedTokens = 0;
-    while (skipped < this.size) {
+    while (skipped < this.stamped) {
       const index = (this.head + skipped) & this.mask;
       if (this.times[index]! > edge) break;
       skippedTokens += this.tokens[index]!;
       skipped += 1;
     }
-    const requests = this.size - skipped;
-    return { requests, tokens: requests === 0 ? 0 : this.tokenSum - skippedTokens };
+    const stamped = this.stamped - skipped;
+    return {
+      requests: this.inFlight + stamped,
+      tokens: this.inFlightTokens + (stamped === 0 ? 0 : this.stampedTokens - skippedTokens),
+    };
   }
 
-  clear(): void {
-    this.headSeq += this.size;
+  /** Forgets the stamped entries (a counter reset); entries in flight are live requests and stay. */
+  clearStamped(): void {
     this.head = 0;
-    this.size = 0;
-    this.tokenSum = 0;
+    this.stamped = 0;
+    this.stampedTokens = 0;
   }
 
   /** Slots allocated, for `debugSizes()`. */
@@ -94,7 +119,7 @@ export class SlidingWindow {
     const capacity = this.times.length * 2;
     const times = new Float64Array(capacity);
     const tokens = new Float64Array(capacity);
-    for (let i = 0; i < this.size; i++) {
+    for (let i = 0; i < this.stamped; i++) {
       const index = (this.head + i) & this.mask;
       times[i] = this.times[index]!;
       tokens[i] = this.tokens[index]!;

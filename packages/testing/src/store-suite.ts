@@ -870,7 +870,8 @@ export function testStore(name: string, factory: StoreFactory): void {
         });
         await expectReason(limits, 'probe-in-flight', TTL_MS - 1000);
         await store.updateKeyState('k', { set: { breaker: 'closed' }, clear: ['probeLeaseId'], now: T0 });
-        // Window limits: the oldest entry (T0 - 1000) leaves at T0 - 1000 + WINDOW_MS.
+        // Window limits: the first request was answered at T0 - 1000, so it leaves at T0 - 1000 + WINDOW_MS.
+        await store.settle(first.id, { tokens: 100, costUsd: 1, now: T0, respondedAt: T0 - 1000 });
         await expectReason(limits, 'rpm', WINDOW_MS - 1000);
         await expectReason({ ...limits, rpm: undefined }, 'tpm', WINDOW_MS - 1000);
         const calendar = { tpm: 1000, rpm: 10 };
@@ -928,37 +929,67 @@ export function testStore(name: string, factory: StoreFactory): void {
         expectLease(await store.reserve(request([candidate('k')])));
       });
 
-      it('slides the rpm window: an entry leaves once reservedAt <= now - windowMs', async () => {
+      it('slides the rpm window: an entry in flight always counts, a settled one leaves windowMs after its stamp', async () => {
         const limits = { rpm: 2 };
         const first = expectLease(await store.reserve(request([candidate('k', limits)], { now: T0 })));
         expectLease(await store.reserve(request([candidate('k', limits)], { now: T0 + 10_000 })));
-        // Settling does not take a request out of the window.
-        await store.settle(first.id, { tokens: 100, costUsd: 0.5, now: T0 + 15_000 });
+        // Both in flight: nothing can leave sooner than a window from now.
         expect(await store.reserve(request([candidate('k', limits)], { now: T0 + 20_000 }))).toStrictEqual({
           ok: false,
-          retryAfterMs: 40_000,
+          retryAfterMs: WINDOW_MS,
+          reasons: { k: 'rpm' },
+        });
+        // The upstream answered the first at T0 + 5_000; it was reported at T0 + 15_000.
+        await store.settle(first.id, {
+          tokens: 100,
+          costUsd: 0.5,
+          now: T0 + 15_000,
+          respondedAt: T0 + 5_000,
+        });
+        expect(await store.reserve(request([candidate('k', limits)], { now: T0 + 20_000 }))).toStrictEqual({
+          ok: false,
+          retryAfterMs: 45_000,
           reasons: { k: 'rpm' },
         });
         expect(
-          await store.reserve(request([candidate('k', limits)], { now: T0 + WINDOW_MS - 1 })),
-        ).toStrictEqual({
-          ok: false,
-          retryAfterMs: 1,
-          reasons: { k: 'rpm' },
-        });
-        expectLease(await store.reserve(request([candidate('k', limits)], { now: T0 + WINDOW_MS })));
-        // Now the window holds T0 + 10_000 and T0 + 60_000: the next slot opens when the former leaves.
+          await store.reserve(request([candidate('k', limits)], { now: T0 + 5_000 + WINDOW_MS - 1 })),
+        ).toStrictEqual({ ok: false, retryAfterMs: 1, reasons: { k: 'rpm' } });
+        expectLease(await store.reserve(request([candidate('k', limits)], { now: T0 + 5_000 + WINDOW_MS })));
+        // Two in flight again.
         expect(
-          await store.reserve(request([candidate('k', limits)], { now: T0 + WINDOW_MS + 1 })),
-        ).toStrictEqual({
-          ok: false,
-          retryAfterMs: 10_000 - 1,
-          reasons: { k: 'rpm' },
-        });
+          await store.reserve(request([candidate('k', limits)], { now: T0 + 5_000 + WINDOW_MS + 1 })),
+        ).toStrictEqual({ ok: false, retryAfterMs: WINDOW_MS, reasons: { k: 'rpm' } });
+      });
+
+      it('stamps a settled entry at respondedAt, clamped to [reservedAt, now], else at now', async () => {
+        const limits = { rpm: 1 };
+        const stampOf = async (respondedAt: number | undefined) => {
+          const key = `k${respondedAt ?? 'none'}`;
+          const lease = expectLease(
+            await store.reserve(request([candidate(key, limits)], { now: T0 + 100 })),
+          );
+          await store.settle(lease.id, {
+            tokens: 1,
+            costUsd: 0,
+            now: T0 + 200,
+            ...(respondedAt !== undefined && { respondedAt }),
+          });
+          const refused = expectRefusal(
+            await store.reserve(request([candidate(key, limits)], { now: T0 + 300 })),
+          );
+          return T0 + 300 + (refused.retryAfterMs ?? Number.NaN) - WINDOW_MS;
+        };
+        expect(await stampOf(T0 + 150)).toBe(T0 + 150);
+        expect(await stampOf(T0)).toBe(T0 + 100);
+        expect(await stampOf(T0 + 999)).toBe(T0 + 200);
+        expect(await stampOf(undefined)).toBe(T0 + 200);
       });
 
       it('uses the windowMs of each request', async () => {
-        expectLease(await store.reserve(request([candidate('k', { rpm: 1 })], { now: T0, windowMs: 1000 })));
+        const lease = expectLease(
+          await store.reserve(request([candidate('k', { rpm: 1 })], { now: T0, windowMs: 1000 })),
+        );
+        await store.settle(lease.id, { tokens: 0, costUsd: 0, now: T0 });
         expect(
           await store.reserve(request([candidate('k', { rpm: 1 })], { now: T0 + 999, windowMs: 1000 })),
         ).toMatchObject({ ok: false, retryAfterMs: 1, reasons: { k: 'rpm' } });
@@ -969,18 +1000,24 @@ export function testStore(name: string, factory: StoreFactory): void {
 
       it('counts estimated tokens against tpm until they leave the window', async () => {
         const limits = { tpm: 1000 };
-        expectLease(
+        const first = expectLease(
           await store.reserve(request([candidate('k', limits)], { now: T0, estimatedTokens: 600 })),
         );
         expect(
           await store.reserve(request([candidate('k', limits)], { now: T0 + 1000, estimatedTokens: 500 })),
-        ).toStrictEqual({ ok: false, retryAfterMs: WINDOW_MS - 1000, reasons: { k: 'tpm' } });
-        expectLease(
+        ).toStrictEqual({ ok: false, retryAfterMs: WINDOW_MS, reasons: { k: 'tpm' } });
+        const second = expectLease(
           await store.reserve(request([candidate('k', limits)], { now: T0 + 1000, estimatedTokens: 400 })),
         );
         expect(
           await store.reserve(request([candidate('k', limits)], { now: T0 + 2000, estimatedTokens: 1 })),
         ).toMatchObject({ ok: false, reasons: { k: 'tpm' } });
+        await store.settle(first.id, { tokens: 600, costUsd: 0.5, now: T0 + 2000, respondedAt: T0 });
+        await store.settle(second.id, { tokens: 400, costUsd: 0.5, now: T0 + 2000, respondedAt: T0 + 1000 });
+        expect(
+          await store.reserve(request([candidate('k', limits)], { now: T0 + 2000, estimatedTokens: 1 })),
+        ).toStrictEqual({ ok: false, retryAfterMs: WINDOW_MS - 2000, reasons: { k: 'tpm' } });
+        // The first (stamped T0) has left; the second (400, stamped T0 + 1000) still counts.
         expectLease(
           await store.reserve(
             request([candidate('k', limits)], { now: T0 + WINDOW_MS, estimatedTokens: 600 }),
@@ -1178,7 +1215,7 @@ export function testStore(name: string, factory: StoreFactory): void {
         expect(await store.getLease(lease.id)).toBeUndefined();
       });
 
-      it('reconciles the window tokens used by tpm (the entry keeps its reservedAt)', async () => {
+      it('reconciles the window tokens used by tpm (the entry takes its actual tokens)', async () => {
         const limits = { tpm: 1000 };
         const big = expectLease(
           await store.reserve(request([candidate('k', limits)], { estimatedTokens: 900 })),
@@ -1186,11 +1223,11 @@ export function testStore(name: string, factory: StoreFactory): void {
         expect(
           await store.reserve(request([candidate('k', limits)], { now: T0 + 1, estimatedTokens: 200 })),
         ).toMatchObject({ ok: false, reasons: { k: 'tpm' } });
-        await store.settle(big.id, { tokens: 300, costUsd: 0.1, now: T0 + 2 });
+        await store.settle(big.id, { tokens: 300, costUsd: 0.1, now: T0 + 2, respondedAt: T0 });
         expectLease(
           await store.reserve(request([candidate('k', limits)], { now: T0 + 3, estimatedTokens: 700 })),
         );
-        // Window: 300 (at T0) + 700 (at T0 + 3) = 1000; the T0 entry leaves at T0 + WINDOW_MS.
+        // Window: 300 (stamped T0) + 700 (in flight) = 1000; the T0 entry leaves at T0 + WINDOW_MS.
         expect(
           await store.reserve(request([candidate('k', limits)], { now: T0 + 4, estimatedTokens: 1 })),
         ).toStrictEqual({ ok: false, retryAfterMs: WINDOW_MS - 4, reasons: { k: 'tpm' } });
@@ -1294,6 +1331,20 @@ export function testStore(name: string, factory: StoreFactory): void {
     });
 
     describe('expireLeases', () => {
+      it('stamps an unreported lease at its expiresAt: it counts until expiresAt + windowMs', async () => {
+        const limits = { rpm: 1 };
+        const lease = expectLease(
+          await store.reserve(request([candidate('k', limits)], { leaseTtlMs: 1000 })),
+        );
+        expect(await store.expireLeases(T0 + 5000)).toStrictEqual([lease]);
+        expect(await store.reserve(request([candidate('k', limits)], { now: T0 + 5000 }))).toStrictEqual({
+          ok: false,
+          retryAfterMs: 1000 + WINDOW_MS - 5000,
+          reasons: { k: 'rpm' },
+        });
+        expectLease(await store.reserve(request([candidate('k', limits)], { now: T0 + 1000 + WINDOW_MS })));
+      });
+
       it('ends each lease with expiresAt <= now once, keeping its reservation at the estimate', async () => {
         const early = expectLease(await store.reserve(request([candidate('k')], { leaseTtlMs: 1000 })));
         const late = expectLease(await store.reserve(request([candidate('k')], { leaseTtlMs: 5000 })));
@@ -1482,9 +1533,13 @@ export function testStore(name: string, factory: StoreFactory): void {
         expect(await store.getLease(lease.id)).toStrictEqual(lease);
       });
 
-      it('resetKeyState with counters also clears window entries and day/month counters', async () => {
-        const limits = { rpm: 1, requestsPerDay: 1, monthlyBudgetUsd: 0.5 };
-        const lease = expectLease(
+      it('resetKeyState with counters clears stamped window entries and day/month counters, not leases in flight', async () => {
+        const limits = { rpm: 2, requestsPerDay: 2, monthlyBudgetUsd: 1 };
+        const done = expectLease(
+          await store.reserve(request([candidate('k', limits)], { estimatedCostUsd: 0.5 })),
+        );
+        await store.settle(done.id, { tokens: 100, costUsd: 0.5, now: T0 });
+        const open = expectLease(
           await store.reserve(request([candidate('k', limits)], { estimatedCostUsd: 0.5 })),
         );
         await store.updateKeyState('k', { set: { coolingUntil: T0 + 1000 }, now: T0 });
@@ -1492,19 +1547,19 @@ export function testStore(name: string, factory: StoreFactory): void {
         const query = { now: T0 + 1, windowMs: WINDOW_MS, day: DAY, month: MONTH };
         expect((await store.usageSnapshot(['k'], query))[0]).toStrictEqual({
           keyId: 'k',
-          requestsInWindow: 0,
-          tokensInWindow: 0,
+          // The lease in flight is a live request, not a counter: it still counts in the window.
+          requestsInWindow: 1,
+          tokensInWindow: 100,
           requestsToday: 0,
           tokensToday: 0,
           costThisMonthUsd: 0,
-          // Leases in flight are not counters: the request is still out there.
           inFlight: 1,
         });
         expect(await store.getKeyStates(['k'])).toStrictEqual([defaultState('k', T0 + 1)]);
         expectLease(
           await store.reserve(request([candidate('k', limits)], { now: T0 + 2, estimatedCostUsd: 0.5 })),
         );
-        expect(await store.getLease(lease.id)).toStrictEqual(lease);
+        expect(await store.getLease(open.id)).toStrictEqual(open);
       });
     });
 
@@ -1525,7 +1580,7 @@ export function testStore(name: string, factory: StoreFactory): void {
             request([candidate('b')], { now: T0 + 30_000, estimatedTokens: 5, estimatedCostUsd: 0.05 }),
           ),
         );
-        await store.settle(a1.id, { tokens: 15, costUsd: 0.15, now: T0 + 1000 });
+        await store.settle(a1.id, { tokens: 15, costUsd: 0.15, now: T0 + 1000, respondedAt: T0 });
         const snapshots = await store.usageSnapshot(['b', 'zz', 'a'], {
           now: T0 + WINDOW_MS,
           windowMs: WINDOW_MS,
@@ -1549,7 +1604,7 @@ export function testStore(name: string, factory: StoreFactory): void {
             tokensToday: 0,
             inFlight: 0,
           },
-          // a1 (T0) left the window at T0 + WINDOW_MS; the day keeps it.
+          // a1 (answered at T0) left the window at T0 + WINDOW_MS; the day keeps it.
           {
             keyId: 'a',
             requestsInWindow: 1,

@@ -97,6 +97,8 @@ async function run(config) {
           headers: { authorization: `Bearer ${lease.secret}`, 'content-type': 'application/json' },
           body,
         });
+        // The upstream had the call by the time it answered: the pool's window counts it from here.
+        const respondedAt = Date.now();
         const json = await response.json();
         if (response.ok) {
           // What the pool reserved and when (a lease expires leaseTtlMs after it was reserved), and
@@ -111,11 +113,17 @@ async function run(config) {
             ok: true,
             usage: { inputTokens: json.usage.prompt_tokens, outputTokens: json.usage.completion_tokens },
             latencyMs: Date.now() - leased,
+            respondedAt,
           });
           report.ok++;
           if (pool.health().store.degraded) report.okWhileDegraded++;
         } else {
-          await lease.release({ ok: false, status: response.status, latencyMs: Date.now() - leased });
+          await lease.release({
+            ok: false,
+            status: response.status,
+            latencyMs: Date.now() - leased,
+            respondedAt,
+          });
           report.failures[`http ${response.status}`] = (report.failures[`http ${response.status}`] ?? 0) + 1;
           report.failed++;
         }

@@ -139,6 +139,7 @@ export const leaseRoutes = [
             ok: true,
             ...(body.usage !== undefined && { usage: body.usage }),
             ...(body.latencyMs !== undefined && { latencyMs: body.latencyMs }),
+            ...(body.respondedAt !== undefined && { respondedAt: body.respondedAt }),
             ...(body.headers !== undefined && { headers: body.headers }),
             ...(body.model !== undefined && { model: body.model }),
           }
@@ -149,6 +150,7 @@ export const leaseRoutes = [
             ...(body.code !== undefined && { code: body.code }),
             ...(body.usage !== undefined && { usage: body.usage }),
             ...(body.latencyMs !== undefined && { latencyMs: body.latencyMs }),
+            ...(body.respondedAt !== undefined && { respondedAt: body.respondedAt }),
             ...(body.headers !== undefined && { headers: body.headers }),
             ...(body.model !== undefined && { model: body.model }),
           };
