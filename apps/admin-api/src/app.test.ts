@@ -157,10 +157,31 @@ for (const kind of KINDS) {
       await h.as('admin', 'delete', `/v1/keys/${key.id}`);
     });
 
+    it('GET /v1/me names the calling token for every role, never its value', async () => {
+      for (const role of ROLES) {
+        const res = await h.as(role, 'get', '/v1/me');
+        expect(res.status, role).toBe(200);
+        expect(res.body).toEqual({ tokenId: expect.stringMatching(/^tok_/), name: `${role}-test`, role });
+        expect(res.text).not.toContain(h.tokens[role]);
+      }
+      const scoped = await h.as('scoped', 'get', '/v1/me');
+      expect(scoped.body).toMatchObject({ name: 'scoped-test', role: 'service', pools: ['tenant-a'] });
+      expect((await h.http.get('/v1/me')).status).toBe(401);
+      const doc = (await h.http.get('/v1/openapi.json')).body;
+      expect(doc.paths['/v1/me'].get.responses['200'].content['application/json'].schema.$ref).toBe(
+        '#/components/schemas/Me',
+      );
+    });
+
     it('tokens: created once in clear, listed without hashes, deleted; the last admin token stays', async () => {
       const created = await h.as('admin', 'post', '/v1/tokens').send({ name: 'ci', role: 'viewer' });
       expect(created.status).toBe(201);
       expect(created.body.token).toMatch(/^kp_/);
+      // The audit entry keeps who did it (an admin) apart from what was created (a viewer token).
+      const entry = (await h.as('viewer', 'get', `/v1/audit?target=${created.body.id}`)).body.entries[0];
+      expect(entry).toMatchObject({ action: 'token.create', actor: expect.stringContaining('admin-test') });
+      expect(entry.details).toMatchObject({ name: 'ci', role: 'viewer', actorRole: 'admin' });
+      expect(entry.details.actorTokenId).toMatch(/^tok_/);
       const list = await h.as('admin', 'get', '/v1/tokens');
       expect(list.text).not.toContain(created.body.token);
       expect(list.text).not.toContain('tokenHash');

@@ -38,7 +38,12 @@ export function auditWriter(store: Store, now: () => number): AppContext['audit'
       actor: actorOf(caller),
       action,
       ...(target !== undefined && { target }),
-      details: { ...details, ...(caller !== undefined && { tokenId: caller.tokenId, role: caller.role }) },
+      // The actor's identity gets its own names so it never overwrites what the entry is about
+      // (token.create of a viewer token has details.role = 'viewer', whoever created it).
+      details: {
+        ...details,
+        ...(caller !== undefined && { actorTokenId: caller.tokenId, actorRole: caller.role }),
+      },
     });
   };
 }

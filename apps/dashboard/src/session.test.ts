@@ -1,21 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { type Api, ApiError } from './api.js';
-import {
-  canAdminister,
-  canOperate,
-  clearToken,
-  detectRole,
-  loadToken,
-  roleFromMessage,
-  saveToken,
-} from './session.js';
+import { canAdminister, canOperate, clearToken, detectRole, loadToken, saveToken } from './session.js';
 
-function apiAnswering(tokens: 'ok' | ApiError): Api {
+function apiAnswering(me: Record<string, unknown> | ApiError): Api {
   return {
     async get(path) {
-      if (path !== '/v1/tokens') throw new Error(`unexpected ${path}`);
-      if (tokens instanceof ApiError) throw tokens;
-      return {} as never;
+      if (path !== '/v1/me') throw new Error(`unexpected ${path}`);
+      if (me instanceof ApiError) throw me;
+      return me as never;
     },
     post: async () => ({}) as never,
   };
@@ -31,13 +23,11 @@ describe('session', () => {
     expect(loadToken()).toBeUndefined();
   });
 
-  it('learns the role from side-effect-free answers', async () => {
-    expect(await detectRole(apiAnswering('ok'))).toBe('admin');
-    const forbidden = (role: string) =>
-      new ApiError(403, 'KEYPOOL_FORBIDDEN', `Token "t" has role ${role}; this needs admin.`);
-    expect(await detectRole(apiAnswering(forbidden('operator')))).toBe('operator');
-    expect(await detectRole(apiAnswering(forbidden('viewer')))).toBe('viewer');
-    expect(await detectRole(apiAnswering(new ApiError(403, 'KEYPOOL_FORBIDDEN', 'nope')))).toBe('viewer');
+  it('learns the role from GET /v1/me', async () => {
+    for (const role of ['admin', 'operator', 'viewer', 'service']) {
+      expect(await detectRole(apiAnswering({ tokenId: 'tok_1', name: 't', role }))).toBe(role);
+    }
+    expect(await detectRole(apiAnswering({ tokenId: 'tok_1', name: 't', role: 'wizard' }))).toBe('viewer');
   });
 
   it('rejects a bad token with the API error', async () => {
@@ -46,8 +36,6 @@ describe('session', () => {
   });
 
   it('maps roles to what they may do', () => {
-    expect(roleFromMessage('Token "x" has role operator; this needs admin.')).toBe('operator');
-    expect(roleFromMessage('Token "x" has role wizard')).toBeUndefined();
     expect([canOperate('admin'), canOperate('operator'), canOperate('viewer')]).toEqual([true, true, false]);
     expect([canAdminister('admin'), canAdminister('operator')]).toEqual([true, false]);
   });

@@ -1,5 +1,5 @@
 // Where the sign-in token lives: sessionStorage (gone when the tab closes), never the URL.
-import { type Api, ApiError } from './api.js';
+import type { Api } from './api.js';
 import type { Role } from './types.js';
 
 const STORAGE_KEY = 'keypool.dashboard.token';
@@ -41,25 +41,13 @@ export function clearToken(storage: Pick<Storage, 'removeItem'> | undefined = gl
 const ROLES: readonly Role[] = ['admin', 'operator', 'viewer', 'service'];
 
 /**
- * The API has no "who am I" endpoint, so the role is learned from one answer with no side
- * effects: /v1/tokens is admin-only; for any other valid token its 403 names the caller's role
- * ("Token "x" has role operator; …"), and a bad token gets 401. An unreadable 403 falls back to
- * viewer, the role that can do least.
+ * The token's role from `GET /v1/me`, which answers any valid token (a bad one gets 401). A role
+ * this page does not know falls back to viewer, the role that can do least.
  */
 export async function detectRole(api: Api): Promise<Role> {
-  try {
-    await api.get('/v1/tokens');
-    return 'admin';
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 403) return roleFromMessage(error.message) ?? 'viewer';
-    throw error;
-  }
-}
-
-export function roleFromMessage(message: string): Role | undefined {
-  const match = /has role (\w+)/.exec(message);
-  const role = match?.[1] as Role | undefined;
-  return role !== undefined && ROLES.includes(role) ? role : undefined;
+  const me = await api.get<{ role?: string }>('/v1/me');
+  const role = me?.role as Role | undefined;
+  return role !== undefined && ROLES.includes(role) ? role : 'viewer';
 }
 
 export function canOperate(role: Role): boolean {

@@ -5,3 +5,5 @@ export const READ: readonly Role[] = ['admin', 'operator', 'viewer'];
 export const OPERATE: readonly Role[] = ['admin', 'operator'];
 export const ADMIN: readonly Role[] = ['admin'];
 export const SERVICE: readonly Role[] = ['service'];
+/** Any valid token, whatever its role. */
+export const ANY: readonly Role[] = ['admin', 'operator', 'viewer', 'service'];

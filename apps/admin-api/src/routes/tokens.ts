@@ -2,8 +2,8 @@ import type { TokenRecord } from '@keypool/spec';
 import { createToken } from '../auth.js';
 import { ApiError } from '../errors.js';
 import { defineRoute } from '../route.js';
-import { ErrorSchema, IdParams, TokenCreate, TokenCreated, TokenList } from '../schemas.js';
-import { ADMIN } from './roles.js';
+import { ErrorSchema, IdParams, Me, TokenCreate, TokenCreated, TokenList } from '../schemas.js';
+import { ADMIN, ANY } from './roles.js';
 
 const tag = 'tokens';
 
@@ -14,6 +14,23 @@ function present(record: TokenRecord) {
 }
 
 export const tokenRoutes = [
+  defineRoute({
+    method: 'get',
+    path: '/v1/me',
+    summary: 'Who this token is: id, name, role and (service tokens) pools; never the token',
+    tag,
+    roles: ANY,
+    responses: { 200: { description: 'The calling token', schema: Me } },
+    // The caller comes from the auth check: no store lookup beyond it.
+    handle: ({ caller }) => ({
+      body: {
+        tokenId: caller.tokenId,
+        name: caller.name,
+        role: caller.role,
+        ...(caller.pools !== undefined && { pools: caller.pools }),
+      },
+    }),
+  }),
   defineRoute({
     method: 'get',
     path: '/v1/tokens',

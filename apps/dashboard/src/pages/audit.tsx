@@ -7,8 +7,9 @@ import type { AuditEntry } from '../types.js';
 
 function details(entry: AuditEntry): string {
   if (entry.details === undefined) return '';
+  // The Who column already names the actor's token (older entries call it tokenId).
   return Object.entries(entry.details)
-    .filter(([name]) => name !== 'tokenId')
+    .filter(([name]) => name !== 'actorTokenId' && name !== 'tokenId')
     .map(([name, value]) => `${name}: ${typeof value === 'string' ? value : JSON.stringify(value)}`)
     .join(', ');
 }
