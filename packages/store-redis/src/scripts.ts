@@ -8,9 +8,10 @@ import type { Cluster, Redis } from 'ioredis';
  *
  *   B:k:<key>      hash   everything hot about a key in one place, read with one HMGET:
  *                         state fields (coolingUntil, breaker, …, bm:<model> = blocked-until),
- *                         wn/wt = window count/tokens, wo = oldest reservedAt in the window,
+ *                         wn/wt = window count/tokens, wo = oldest stamp in the window,
  *                         f = in flight, d/m = current day/month, r:<day>, t:<day>, c:<month>
- *   B:w:<key>      zset   sliding window: "<leaseId>|<tokens>" -> reservedAt
+ *   B:w:<key>      zset   sliding window: "<leaseId>|<tokens>" -> stamp ('+inf' while in flight:
+ *                         it always counts; settled at respondedAt, expired at expiresAt)
  *   B:l:<lease>    string a lease, compact (see leaseRecord): 'a…' active, 'x…' swept and
  *                         waiting for its late report (expires on its own); GETDEL ends it
  *   B:lexp         zset   active lease id -> expiresAt
@@ -22,186 +23,318 @@ import type { Cluster, Redis } from 'ioredis';
  * pass is exact) or when entries a quarter window past the edge pile up.
  */
 
-const hotCommon = `
+const leaseCommon = `
 local base = KEYS[1]
--- Drops window entries with reservedAt <= cutoff (chunked: unpack has a stack limit)
--- and writes the key's exact window count, tokens and oldest entry back.
-local function trim(kKey, wKey, cutoff, wn, wt)
-  while true do
-    local old = redis.call('ZRANGEBYSCORE', wKey, '-inf', cutoff, 'LIMIT', 0, 1000)
-    if #old == 0 then break end
-    for j = 1, #old do wt = wt - (tonumber(string.match(old[j], '|([^|]*)$')) or 0) end
-    wn = wn - #old
-    redis.call('ZREMRANGEBYRANK', wKey, 0, #old - 1)
-    if #old < 1000 then break end
-  end
-  local first = redis.call('ZRANGE', wKey, 0, 0, 'WITHSCORES')
-  local wo = tonumber(first[2])
-  if wo then
-    redis.call('HSET', kKey, 'wn', math.max(wn, 0), 'wt', wt, 'wo', first[2])
-  else
-    wn, wt = 0, 0
-    redis.call('HSET', kKey, 'wn', 0, 'wt', 0)
-    redis.call('HDEL', kKey, 'wo')
-  end
-  return math.max(wn, 0), wt, wo
-end
 -- A lease string: status ('a' active / 'x' swept), probe flag, then
 -- est, estCost, reservedAt, expiresAt, day, month, tail JSON, keyId (last: it may hold anything).
 local function parseLease(rec)
-  return string.match(rec, '^(.)(.)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31[^\\31]*\\31(.*)$')
+  return string.match(rec, '^(.)(.)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031[^\\031]*\\031(.*)$')
 end
 `;
 
 /**
- * ARGV: now, windowMs, estTokens, estCost, day, month, dayEndsAt, monthEndsAt,
+ * The hot path in one script: a batch of reserve ('r') and settle ('s') operations,
+ * run in order. ARGV: kind, argument count, arguments..., kind, count, ... Returns one
+ * reply per operation. The store sends the reserve/settle calls issued in one tick as
+ * one batch (see hot-batch.ts).
+ *
+ * Within a batch every key hash is read once (HMGET) and written once (HSET/HDEL) at the
+ * end, window entries are added with one ZADD per key, and leases, lease expiries and usage
+ * records are written with one call each: most of a script's cost is per redis.call, not
+ * per field. Each operation sees the effects of the ones before it, as if run alone.
+ *
+ * reserve arguments: now, windowMs, estTokens, estCost, day, month, dayEndsAt, monthEndsAt,
  * expiresAt, model ('' = none), leaseId, lease middle ("est␟cost␟now␟expiresAt␟day␟month␟tail␟"),
  * then per candidate: keyId, rpm, tpm, requestsPerDay, tokensPerDay, monthlyBudgetUsd ('' = no limit).
- * Returns an integer on success: candidate index * 2 + isProbe (the caller builds the lease
+ * Reply: an integer on success, candidate index * 2 + isProbe (the caller builds the lease
  * itself), or {0, hasRetry, retryAfterMs, id1, reason1, ...}.
+ *
+ * settle arguments: leaseId, tokens, costUsd, now, known ('1': the caller holds the lease
+ * record), usage time, usage JSON ('' = none), respondedAt ('' = now). Reply: 0 (already settled), 1 (settled) or
+ * 2 (expired); as {status, leaseString} when the caller does not know the lease.
  */
-const reserve = `${hotCommon}
-local now = tonumber(ARGV[1])
-local windowMs = tonumber(ARGV[2])
-local cutoff = now - windowMs
-local staleEdge = cutoff - windowMs / 4
-local est = tonumber(ARGV[3])
-local estCost = tonumber(ARGV[4])
-local day, month = ARGV[5], ARGV[6]
-local model = ARGV[10]
-local leaseId = ARGV[11]
-local rF, tF, cF = 'r:' .. day, 't:' .. day, 'c:' .. month
-local best = nil
-local out = {0, 0, 0}
-local function retry(at) if at and (best == nil or at < best) then best = at end end
-local n = 0
-for o = 13, #ARGV, 6 do
-  n = n + 1
-  local id = ARGV[o]
-  local kKey = base .. ':k:' .. id
-  local s = redis.call('HMGET', kKey, 'invalidSince', 'exhaustedUntil', 'coolingUntil', 'breaker',
-    'breakerOpenUntil', 'probeLeaseId', 'bm:' .. model, 'wn', 'wt', 'wo', rF, tF, cF, 'f', 'd', 'm')
-  local reason = nil
-  local isProbe = false
-  if s[1] then reason = 'invalid'
-  else
-    local ex, co, bm = tonumber(s[2]), tonumber(s[3]), tonumber(s[7])
-    if ex and ex > now then reason = 'exhausted'; retry(ex)
-    elseif co and co > now then reason = 'cooling'; retry(co)
-    elseif model ~= '' and bm and bm > now then reason = 'model-blocked'; retry(bm)
-    elseif s[4] == 'open' or s[4] == 'half-open' then
-      local openUntil = tonumber(s[5])
-      if s[4] == 'open' and openUntil and openUntil > now then reason = 'breaker-open'; retry(openUntil)
-      elseif s[6] then reason = 'probe-in-flight'; retry(tonumber(redis.call('ZSCORE', base .. ':lexp', s[6])))
-      else isProbe = true end
+const hot = `${leaseCommon}
+-- Key hashes read so far: v[field] = value (false = absent), dirty[field] = write at the end.
+local cache, order = {}, {}
+local preload = {'invalidSince', 'exhaustedUntil', 'coolingUntil', 'breaker', 'breakerOpenUntil',
+  'probeLeaseId', 'wn', 'wt', 'wo', 'f', 'd', 'm'}
+local function keyOf(id, day, month, model)
+  local e = cache[id]
+  if e then return e end
+  e = {key = base .. ':k:' .. id, w = base .. ':w:' .. id, v = {}, dirty = {}, adds = {}, pend = {}}
+  local names = {unpack(preload)}
+  names[13], names[14], names[15] = 'r:' .. day, 't:' .. day, 'c:' .. month
+  if model ~= '' then names[16] = 'bm:' .. model end
+  local vals = redis.call('HMGET', e.key, unpack(names))
+  for i = 1, #names do e.v[names[i]] = vals[i] end
+  cache[id] = e
+  order[#order + 1] = e
+  return e
+end
+local function get(e, f)
+  local x = e.v[f]
+  if x == nil then x = redis.call('HGET', e.key, f); e.v[f] = x end
+  return x or nil
+end
+local function num(e, f) return tonumber(get(e, f)) end
+local function put(e, f, x)
+  if x == nil then e.v[f] = false else e.v[f] = x end
+  e.dirty[f] = true
+end
+-- Window entries: score = stamp, '+inf' while in flight (always counts, never trimmed).
+-- Those added in this batch go out with one ZADD; pend[leaseId] = index of its member.
+-- wo = oldest stamp (entries leave only through trims, which recompute it).
+local function flushWindow(e)
+  if #e.adds > 0 then redis.call('ZADD', e.w, unpack(e.adds)) end
+  e.adds, e.pend = {}, {}
+end
+-- Drops stamped entries with stamp <= cutoff (chunked: unpack has a stack limit); returns
+-- the exact window count, tokens and oldest stamp.
+local function trim(e, cutoff, wn, wt)
+  flushWindow(e)
+  while true do
+    local old = redis.call('ZRANGEBYSCORE', e.w, '-inf', cutoff, 'LIMIT', 0, 1000)
+    if #old == 0 then break end
+    for j = 1, #old do wt = wt - (tonumber(string.match(old[j], '|([^|]*)$')) or 0) end
+    wn = wn - #old
+    redis.call('ZREMRANGEBYRANK', e.w, 0, #old - 1)
+    if #old < 1000 then break end
+  end
+  local first = redis.call('ZRANGEBYSCORE', e.w, '-inf', '(inf', 'LIMIT', 0, 1, 'WITHSCORES')
+  wn = math.max(wn, 0)
+  -- Repeated float additions and subtractions drift; an empty window is exactly zero.
+  if wn == 0 then wt = 0 end
+  put(e, 'wn', wn); put(e, 'wt', wt); put(e, 'wo', first[2])
+  return wn, wt, tonumber(first[2])
+end
+-- Calendar rollover, only forward (a process with a lagging clock cannot wipe today). The
+-- previous day/month stay readable for late settles and reports; older ones go.
+local function rollover(e, day, month)
+  local d, m = get(e, 'd'), get(e, 'm')
+  local newDay, newMonth = (not d) or day > d, (not m) or month > m
+  if not (newDay or newMonth) then return end
+  if d or m then
+    local function stale(f)
+      local p, v = string.sub(f, 1, 2), string.sub(f, 3)
+      return (newDay and d and (p == 'r:' or p == 't:') and v < d) or (newMonth and m and p == 'c:' and v < m)
+    end
+    local drop = {}
+    for _, f in ipairs(redis.call('HKEYS', e.key)) do
+      if stale(f) then drop[#drop + 1] = f end
+    end
+    if #drop > 0 then redis.call('HDEL', e.key, unpack(drop)) end
+    for _, f in ipairs(drop) do e.v[f] = false; e.dirty[f] = nil end
+    for f in pairs(e.dirty) do
+      if stale(f) then e.v[f] = false; e.dirty[f] = nil end
     end
   end
-  if not reason then
-    local wKey = base .. ':w:' .. id
-    local wn, wt, wo = tonumber(s[8]) or 0, tonumber(s[9]) or 0, tonumber(s[10])
-    local rpm, tpm = tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2])
-    if wo and wo <= cutoff and ((rpm and wn + 1 > rpm) or (tpm and wt + est > tpm) or wo <= staleEdge) then
-      wn, wt, wo = trim(kKey, wKey, cutoff, wn, wt)
-    end
-    local r, t, cm = tonumber(s[11]) or 0, tonumber(s[12]) or 0, tonumber(s[13]) or 0
-    local rpd, tpd, budget = tonumber(ARGV[o + 3]), tonumber(ARGV[o + 4]), tonumber(ARGV[o + 5])
-    if rpm and wn + 1 > rpm then reason = 'rpm'; if wo then retry(wo + windowMs) end
-    elseif tpm and wt + est > tpm then
-      reason = 'tpm'
-      if est <= tpm and wo then retry(wo + windowMs) end
-    elseif rpd and r + 1 > rpd then reason = 'requests-per-day'; retry(tonumber(ARGV[7]))
-    elseif tpd and t + est > tpd then reason = 'tokens-per-day'; retry(tonumber(ARGV[7]))
-    elseif budget and cm + estCost > budget then reason = 'monthly-budget'; retry(tonumber(ARGV[8]))
+  if newDay then put(e, 'd', day) end
+  if newMonth then put(e, 'm', month) end
+end
+
+-- Leases created in this batch (id -> string, false once settled), in order; expiries to
+-- add and to remove; usage records to append.
+local newLeases, leaseOrder, expiryAdds, expiryRemoves, usage = {}, {}, {}, {}, {}
+
+local function reserve(A, b, last)
+  local now = tonumber(A[b + 1])
+  local windowMs = tonumber(A[b + 2])
+  local cutoff = now - windowMs
+  local staleEdge = cutoff - windowMs / 4
+  local est = tonumber(A[b + 3])
+  local estCost = tonumber(A[b + 4])
+  local day, month = A[b + 5], A[b + 6]
+  local model = A[b + 10]
+  local leaseId = A[b + 11]
+  local rF, tF, cF = 'r:' .. day, 't:' .. day, 'c:' .. month
+  local best = nil
+  local out = nil
+  local n = 0
+  for o = b + 13, last, 6 do
+    n = n + 1
+    local id = A[o]
+    local e = keyOf(id, day, month, model)
+    local reason, at = nil, nil
+    local isProbe = false
+    if get(e, 'invalidSince') then reason = 'invalid'
+    else
+      local ex, co = num(e, 'exhaustedUntil'), num(e, 'coolingUntil')
+      local bm = model ~= '' and num(e, 'bm:' .. model) or nil
+      local breaker = get(e, 'breaker')
+      if ex and ex > now then reason, at = 'exhausted', ex
+      elseif co and co > now then reason, at = 'cooling', co
+      elseif bm and bm > now then reason, at = 'model-blocked', bm
+      elseif breaker == 'open' or breaker == 'half-open' then
+        local openUntil = num(e, 'breakerOpenUntil')
+        local probe = get(e, 'probeLeaseId')
+        if breaker == 'open' and openUntil and openUntil > now then reason, at = 'breaker-open', openUntil
+        elseif probe then
+          reason = 'probe-in-flight'
+          at = expiryAdds[probe] or tonumber(redis.call('ZSCORE', base .. ':lexp', probe))
+        else isProbe = true end
+      end
     end
     if not reason then
-      redis.call('ZADD', wKey, now, leaseId .. '|' .. ARGV[3])
-      local set = {'wn', wn + 1, 'wt', wt + est, rF, r + 1, tF, t + est, cF, cm + estCost,
-        'f', (tonumber(s[14]) or 0) + 1}
-      if not wo or now < wo then set[#set + 1] = 'wo'; set[#set + 1] = ARGV[1] end
-      -- Calendar rollover, only forward (a process with a lagging clock cannot wipe today).
-      -- The previous day/month stay readable for late settles and reports; older ones go.
-      local newDay, newMonth = (not s[15]) or day > s[15], (not s[16]) or month > s[16]
-      if newDay or newMonth then
-        if s[15] or s[16] then
-          local drop = {}
-          for _, f in ipairs(redis.call('HKEYS', kKey)) do
-            local p, v = string.sub(f, 1, 2), string.sub(f, 3)
-            if (newDay and s[15] and (p == 'r:' or p == 't:') and v < s[15])
-              or (newMonth and s[16] and p == 'c:' and v < s[16]) then drop[#drop + 1] = f end
-          end
-          if #drop > 0 then redis.call('HDEL', kKey, unpack(drop)) end
-        end
-        if newDay then set[#set + 1] = 'd'; set[#set + 1] = day end
-        if newMonth then set[#set + 1] = 'm'; set[#set + 1] = month end
+      local wn, wt, wo = num(e, 'wn') or 0, num(e, 'wt') or 0, num(e, 'wo')
+      local rpm, tpm = tonumber(A[o + 1]), tonumber(A[o + 2])
+      -- Counts that still hold entries past the window are only ever higher: a pass is exact.
+      if wo and wo <= cutoff and ((rpm and wn + 1 > rpm) or (tpm and wt + est > tpm) or wo <= staleEdge) then
+        wn, wt, wo = trim(e, cutoff, wn, wt)
       end
-      if isProbe then
-        set[#set + 1] = 'breaker'; set[#set + 1] = 'half-open'
-        set[#set + 1] = 'probeLeaseId'; set[#set + 1] = leaseId
+      local r, t, cm = num(e, rF) or 0, num(e, tF) or 0, num(e, cF) or 0
+      local rpd, tpd, budget = tonumber(A[o + 3]), tonumber(A[o + 4]), tonumber(A[o + 5])
+      -- The oldest stamped entry leaves first; entries in flight no sooner than a window from now.
+      if rpm and wn + 1 > rpm then reason, at = 'rpm', (wo or now) + windowMs
+      elseif tpm and wt + est > tpm then
+        reason = 'tpm'
+        if est <= tpm then at = (wo or now) + windowMs end
+      elseif rpd and r + 1 > rpd then reason, at = 'requests-per-day', tonumber(A[b + 7])
+      elseif tpd and t + est > tpd then reason, at = 'tokens-per-day', tonumber(A[b + 7])
+      elseif budget and cm + estCost > budget then reason, at = 'monthly-budget', tonumber(A[b + 8])
       end
-      redis.call('HSET', kKey, unpack(set))
-      redis.call('SET', base .. ':l:' .. leaseId, (isProbe and 'a1\\31' or 'a0\\31') .. ARGV[12] .. id)
-      redis.call('ZADD', base .. ':lexp', ARGV[9], leaseId)
-      return n * 2 + (isProbe and 1 or 0)
+      if not reason then
+        local adds = e.adds
+        adds[#adds + 1] = '+inf'
+        adds[#adds + 1] = leaseId .. '|' .. A[b + 3]
+        e.pend[leaseId] = #adds
+        rollover(e, day, month)
+        put(e, 'wn', wn + 1); put(e, 'wt', wt + est); put(e, 'f', (num(e, 'f') or 0) + 1)
+        put(e, rF, r + 1); put(e, tF, t + est); put(e, cF, cm + estCost)
+        if isProbe then put(e, 'breaker', 'half-open'); put(e, 'probeLeaseId', leaseId) end
+        newLeases[leaseId] = (isProbe and 'a1\\031' or 'a0\\031') .. A[b + 12] .. id
+        leaseOrder[#leaseOrder + 1] = leaseId
+        expiryAdds[leaseId] = tonumber(A[b + 9])
+        return n * 2 + (isProbe and 1 or 0)
+      end
     end
+    if at and (best == nil or at < best) then best = at end
+    out = out or {0, 0, 0}
+    out[#out + 1] = id
+    out[#out + 1] = reason
   end
-  out[#out + 1] = id
-  out[#out + 1] = reason
+  out = out or {0, 0, 0}
+  if best then out[2] = 1; out[3] = tostring(best - now) end
+  return out
 end
-if best then out[2] = 1; out[3] = tostring(best - now) end
-return out
-`;
 
-/**
- * ARGV: leaseId, tokens, costUsd, now, known ('1': the caller holds the lease record),
- * usage time, usage JSON ('' = none). Returns 0 (already settled), 1 (settled) or 2
- * (expired); as {status, leaseString} when the caller does not know the lease.
- */
-const settle = `${hotCommon}
-local id = ARGV[1]
-local rec = redis.call('GETDEL', base .. ':l:' .. id)
-if not rec then return 0 end
-local st, probe, est, cost, at, exp, day, month, keyId = parseLease(rec)
-local status = 2
-if st == 'a' then
-  redis.call('ZREM', base .. ':lexp', id)
-  local kKey = base .. ':k:' .. keyId
-  local c = redis.call('HMGET', kKey, 'wt', 't:' .. day, 'c:' .. month, 'f', 'probeLeaseId')
-  local set = {}
-  if tonumber(exp) > tonumber(ARGV[4]) then
-    status = 1
-    -- Only what still exists moves: a trimmed entry or a reset/rolled-over day stays gone.
-    local tokens = tonumber(ARGV[2])
-    if ARGV[2] ~= est then
-      local wKey = base .. ':w:' .. keyId
-      if redis.call('ZREM', wKey, id .. '|' .. est) == 1 then
-        redis.call('ZADD', wKey, at, id .. '|' .. ARGV[2])
-        set[#set + 1] = 'wt'; set[#set + 1] = (tonumber(c[1]) or 0) + tokens - tonumber(est)
+local function settle(A, b)
+  local id = A[b + 1]
+  local rec = newLeases[id]
+  local isNew = rec ~= nil
+  if isNew then newLeases[id] = false else rec = redis.call('GETDEL', base .. ':l:' .. id) end
+  if not rec then return 0 end
+  local st, probe, est, cost, at, exp, day, month, keyId = parseLease(rec)
+  local status = 2
+  if st == 'a' then
+    if isNew then expiryAdds[id] = nil else expiryRemoves[#expiryRemoves + 1] = id end
+    local e = keyOf(keyId, day, month, '')
+    local now, expN = tonumber(A[b + 4]), tonumber(exp)
+    local i = e.pend[id]
+    local stamp, present
+    if expN > now then
+      status = 1
+      -- The upstream had the request by the time it responded: the entry counts from there.
+      stamp = math.min(now, math.max(tonumber(at), tonumber(A[b + 8]) or now))
+      local tokens = tonumber(A[b + 2])
+      local estN = tonumber(est)
+      local member = id .. '|' .. A[b + 2]
+      if i then
+        e.adds[i - 1], e.adds[i] = stamp, member
+        present = true
+      elseif A[b + 2] == est then
+        present = redis.call('ZADD', e.w, 'XX', 'CH', stamp, member) == 1
+      elseif redis.call('ZREM', e.w, id .. '|' .. est) == 1 then
+        e.adds[#e.adds + 1] = stamp
+        e.adds[#e.adds + 1] = member
+        present = true
+      end
+      if present and tokens ~= estN then put(e, 'wt', (num(e, 'wt') or 0) + tokens - estN) end
+      -- Only what still exists moves: a reset or rolled-over day stays gone.
+      local td, cm = num(e, 't:' .. day), num(e, 'c:' .. month)
+      if td then put(e, 't:' .. day, td + tokens - estN) end
+      if cm then put(e, 'c:' .. month, cm + tonumber(A[b + 3]) - tonumber(cost)) end
+    else
+      -- Expired before its report: it keeps the estimate and is stamped at expiresAt.
+      stamp = expN
+      if i then
+        e.adds[i - 1] = stamp
+        present = true
+      else
+        present = redis.call('ZADD', e.w, 'XX', 'CH', stamp, id .. '|' .. est) == 1
       end
     end
-    if c[2] then set[#set + 1] = 't:' .. day; set[#set + 1] = tonumber(c[2]) + tokens - tonumber(est) end
-    if c[3] then set[#set + 1] = 'c:' .. month; set[#set + 1] = tonumber(c[3]) + tonumber(ARGV[3]) - tonumber(cost) end
+    if present then
+      local wo = num(e, 'wo')
+      if not wo or stamp < wo then put(e, 'wo', stamp) end
+    end
+    local f = num(e, 'f')
+    if f then put(e, 'f', math.max(0, f - 1)) end
+    if probe == '1' and get(e, 'probeLeaseId') == id then put(e, 'probeLeaseId', nil) end
   end
-  if c[4] then set[#set + 1] = 'f'; set[#set + 1] = math.max(0, tonumber(c[4]) - 1) end
-  if #set > 0 then redis.call('HSET', kKey, unpack(set)) end
-  if probe == '1' and c[5] == id then redis.call('HDEL', kKey, 'probeLeaseId') end
+  if A[b + 7] ~= '' then
+    usage[#usage + 1] = A[b + 6]
+    usage[#usage + 1] = A[b + 7]
+  end
+  if A[b + 5] == '1' then return status end
+  return {status, rec}
 end
-if ARGV[7] ~= '' then redis.call('ZADD', base .. ':usage', ARGV[6], ARGV[7]) end
-if ARGV[5] == '1' then return status end
-return {status, rec}
+
+local replies = {}
+local i = 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i + 1])
+  if ARGV[i] == 'r' then replies[#replies + 1] = reserve(ARGV, i + 1, i + 1 + n)
+  else replies[#replies + 1] = settle(ARGV, i + 1) end
+  i = i + 2 + n
+end
+
+-- Write back, one call per structure.
+for _, e in ipairs(order) do
+  flushWindow(e)
+  local set, del = {}, {}
+  for f in pairs(e.dirty) do
+    local x = e.v[f]
+    if x then set[#set + 1] = f; set[#set + 1] = x else del[#del + 1] = f end
+  end
+  if #set > 0 then redis.call('HSET', e.key, unpack(set)) end
+  if #del > 0 then redis.call('HDEL', e.key, unpack(del)) end
+end
+local leases, expiries = {}, {}
+for _, id in ipairs(leaseOrder) do
+  local rec = newLeases[id]
+  if rec then
+    leases[#leases + 1] = base .. ':l:' .. id
+    leases[#leases + 1] = rec
+    expiries[#expiries + 1] = expiryAdds[id]
+    expiries[#expiries + 1] = id
+  end
+end
+if #leases > 0 then redis.call('MSET', unpack(leases)) end
+if #expiries > 0 then redis.call('ZADD', base .. ':lexp', unpack(expiries)) end
+if #expiryRemoves > 0 then redis.call('ZREM', base .. ':lexp', unpack(expiryRemoves)) end
+if #usage > 0 then redis.call('ZADD', base .. ':usage', unpack(usage)) end
+return replies
 `;
 
 /** ARGV: now, keepSweptMs. Ends every lease due; returns {id1, leaseString1, ...}. */
-const expire = `${hotCommon}
+const expire = `${leaseCommon}
 local ids = redis.call('ZRANGEBYSCORE', base .. ':lexp', '-inf', ARGV[1])
 local out = {}
 for i, id in ipairs(ids) do
   local lKey = base .. ':l:' .. id
   local rec = redis.call('GET', lKey)
   if rec and string.sub(rec, 1, 1) == 'a' then
-    local _, probe, _, _, _, _, _, _, keyId = parseLease(rec)
+    local _, probe, est, _, _, exp, _, _, keyId = parseLease(rec)
     local kKey = base .. ':k:' .. keyId
-    local c = redis.call('HMGET', kKey, 'f', 'probeLeaseId')
-    if c[1] then redis.call('HSET', kKey, 'f', math.max(0, tonumber(c[1]) - 1)) end
+    local c = redis.call('HMGET', kKey, 'f', 'probeLeaseId', 'wo')
+    local set = {}
+    if c[1] then set[#set + 1] = 'f'; set[#set + 1] = math.max(0, tonumber(c[1]) - 1) end
+    -- Unreported: the entry keeps the estimate and is stamped at expiresAt.
+    if redis.call('ZADD', base .. ':w:' .. keyId, 'XX', 'CH', exp, id .. '|' .. est) == 1 then
+      local wo = tonumber(c[3])
+      if not wo or tonumber(exp) < wo then set[#set + 1] = 'wo'; set[#set + 1] = exp end
+    end
+    if #set > 0 then redis.call('HSET', kKey, unpack(set)) end
     if probe == '1' and c[2] == id then redis.call('HDEL', kKey, 'probeLeaseId') end
     rec = 'x' .. string.sub(rec, 2)
     redis.call('SET', lKey, rec, 'PX', ARGV[2])
@@ -241,7 +374,8 @@ return redis.call('HGETALL', stKey)
 `;
 
 /**
- * ARGV: keyId, counters ('1' also clears window and calendar counters, keeping in-flight), now.
+ * ARGV: keyId, counters ('1' also clears stamped window entries and calendar counters, keeping
+ * what is in flight), now.
  * The key hash holds state and counters: drop the state fields (and the counters when asked).
  */
 const resetState = `
@@ -255,8 +389,17 @@ for _, f in ipairs(redis.call('HKEYS', kKey)) do
   if (not isCounter) or (ARGV[2] == '1' and f ~= 'f') then drop[#drop + 1] = f end
 end
 for j = 1, #drop, 1000 do redis.call('HDEL', kKey, unpack(drop, j, math.min(j + 999, #drop))) end
-if ARGV[2] == '1' then redis.call('DEL', KEYS[1] .. ':w:' .. id) end
-redis.call('HSET', kKey, 'updatedAt', ARGV[3])
+local set = {'updatedAt', ARGV[3]}
+if ARGV[2] == '1' then
+  -- Stamped entries go; entries in flight are live requests and keep counting.
+  local wKey = KEYS[1] .. ':w:' .. id
+  redis.call('ZREMRANGEBYSCORE', wKey, '-inf', '(inf')
+  local live = redis.call('ZRANGE', wKey, 0, -1)
+  local wt = 0
+  for _, m in ipairs(live) do wt = wt + (tonumber(string.match(m, '|([^|]*)$')) or 0) end
+  set[3], set[4], set[5], set[6] = 'wn', #live, 'wt', wt
+end
+redis.call('HSET', kKey, unpack(set))
 return 1
 `;
 
@@ -352,8 +495,7 @@ return seq
 export const auditSeqWidth = 16;
 
 const scripts = {
-  keypoolReserve: reserve,
-  keypoolSettle: settle,
+  keypoolHot: hot,
   keypoolExpire: expire,
   keypoolUpdateState: updateState,
   keypoolResetState: resetState,

@@ -170,18 +170,41 @@ describe.skipIf(!available)('redisStore', () => {
     ).toBe('already-settled');
   });
 
+  it('runs a settle and a reserve issued in one tick in call order, in one batch', async () => {
+    await store.updateKeyState('h1', { set: { breaker: 'open', breakerOpenUntil: 999_000 }, now: 1_000_000 });
+    const probe = await store.reserve(request(['h1']));
+    expect(probe.ok && probe.lease.isProbe).toBe(true);
+    // Fire-and-forget release, then the next acquire: the settle frees the probe slot first.
+    const settled = store.settle(probe.ok ? probe.lease.id : '', { tokens: 1, costUsd: 0, now: 1_000_001 });
+    const next = store.reserve(request(['h1'], { now: 1_000_002 }));
+    const others = Array.from({ length: 40 }, () => store.reserve(request(['h2'], { now: 1_000_002 })));
+    expect((await settled).status).toBe('settled');
+    const result = await next;
+    expect(result.ok && result.lease.isProbe).toBe(true);
+    expect((await Promise.all(others)).every((r) => r.ok)).toBe(true);
+    const query = { now: 1_000_002, windowMs: 60_000, day: '2026-11-25', month: '2026-11' };
+    expect((await store.usageSnapshot(['h2'], query))[0]).toMatchObject({
+      requestsInWindow: 40,
+      inFlight: 40,
+    });
+  });
+
   it('enforces rpm, tpm and daily limits with retry hints', async () => {
     const limits = { rpm: 2, tpm: 1_000 };
-    const at = (now: number, est = 100) =>
-      store.reserve(request(['r1'], { now, estimatedTokens: est, candidates: [{ keyId: 'r1', limits }] }));
-    expect((await at(1_000_000)).ok).toBe(true);
+    const at = (now: number, est = 100, keyId = 'r1') =>
+      store.reserve(request([keyId], { now, estimatedTokens: est, candidates: [{ keyId, limits }] }));
+    const first = await at(1_000_000);
     expect((await at(1_010_000)).ok).toBe(true);
-    expect(await at(1_020_000)).toMatchObject({ ok: false, retryAfterMs: 40_000, reasons: { r1: 'rpm' } });
-    expect((await at(1_060_001)).ok).toBe(true); // the first entry left the window
-    expect(await at(1_070_001, 2_000)).toMatchObject({
+    // Both in flight: neither can leave sooner than a window from now.
+    expect(await at(1_020_000)).toMatchObject({ ok: false, retryAfterMs: 60_000, reasons: { r1: 'rpm' } });
+    const id = first.ok ? first.lease.id : '';
+    await store.settle(id, { tokens: 100, costUsd: 0, now: 1_020_000, respondedAt: 1_000_500 });
+    expect(await at(1_030_000)).toMatchObject({ retryAfterMs: 30_500, reasons: { r1: 'rpm' } });
+    expect((await at(1_060_501)).ok).toBe(true); // the first entry (answered at 1_000_500) left
+    expect(await at(1_070_001, 2_000, 'r3')).toMatchObject({
       ok: false,
       retryAfterMs: null,
-      reasons: { r1: 'tpm' },
+      reasons: { r3: 'tpm' },
     });
     const daily = { requestsPerDay: 1 };
     const d = (now: number) =>
@@ -199,25 +222,37 @@ describe.skipIf(!available)('redisStore', () => {
     const limits = { rpm: 3, tpm: 1_000 };
     const at = (now: number, est = 100) =>
       store.reserve(request(['w1'], { now, estimatedTokens: est, candidates: [{ keyId: 'w1', limits }] }));
-    const first = await at(1_000_000);
-    expect((await at(1_000_010)).ok && (await at(1_000_020)).ok).toBe(true);
+    // Three requests, each answered as soon as it was sent.
+    for (const [now, tokens] of [
+      [1_000_000, 50],
+      [1_000_010, 100],
+      [1_000_020, 100],
+    ] as const) {
+      const lease = await at(now);
+      if (lease.ok)
+        await store.settle(lease.lease.id, { tokens, costUsd: 0, now: now + 5, respondedAt: now });
+    }
     expect(await at(1_030_000)).toMatchObject({ reasons: { w1: 'rpm' }, retryAfterMs: 30_000 });
-    if (first.ok) await store.settle(first.lease.id, { tokens: 50, costUsd: 0, now: 1_000_030 });
-    expect((await at(1_060_000)).ok).toBe(true); // the first entry left the window
+    expect((await at(1_060_000)).ok).toBe(true); // the first entry left; this one stays in flight
     expect(await at(1_060_005)).toMatchObject({ reasons: { w1: 'rpm' }, retryAfterMs: 5 });
-    // The second entry left too: two in the window (100 + 100), so rpm passes and tpm (1,000) refuses 900.
+    // The second left too: 100 (stamped 1_000_020) + 100 (in flight), so rpm passes and tpm refuses 900.
     expect(await at(1_060_015, 900)).toMatchObject({ reasons: { w1: 'tpm' }, retryAfterMs: 5 });
     const query = { now: 1_060_015, windowMs: 60_000, day: '2026-11-25', month: '2026-11' };
     expect((await store.usageSnapshot(['w1'], query))[0]).toMatchObject({
       requestsInWindow: 2,
       tokensInWindow: 200,
       tokensToday: 350,
+      inFlight: 1,
     });
 
     // No limits: nothing forces a trim, yet entries past the window do not pile up.
     const client = new Redis(redisUrl);
     try {
-      for (let i = 0; i < 300; i++) await store.reserve(request(['w2'], { now: 2_000_000 + i * 1_000 }));
+      for (let i = 0; i < 300; i++) {
+        const now = 2_000_000 + i * 1_000;
+        const lease = await store.reserve(request(['w2'], { now }));
+        if (lease.ok) await store.settle(lease.lease.id, { tokens: 100, costUsd: 0, now });
+      }
       const held = await client.zcard(`{${prefix}}:w:w2`);
       expect(held).toBeLessThanOrEqual(60 + 15 + 1);
       const last = { now: 2_000_000 + 299 * 1_000, windowMs: 60_000, day: '2026-11-25', month: '2026-11' };

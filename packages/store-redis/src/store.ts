@@ -27,6 +27,7 @@ import type {
 import { type MemoryStore, memoryStore } from '@keypool/store-memory';
 import { type Cluster, Redis } from 'ioredis';
 import { isConnectionError, RedisStoreError } from './errors.js';
+import { HotBatch } from './hot-batch.js';
 import { decodeLease, leaseFromRequest, leaseMiddle } from './lease.js';
 import { auditSeqWidth, defineScripts, type ScriptedClient } from './scripts.js';
 import { decodeKeyState, encodeStateUpdate } from './state.js';
@@ -114,6 +115,8 @@ export class RedisStore implements Store {
    * during an outage it is answered from here and replayed later.
    */
   private readonly ownLeases = new Map<string, LeaseRecord>();
+  /** reserve/settle calls of one tick, sent as one script call. */
+  private readonly hot: HotBatch;
   private readonly lastStates = new Map<string, KeyState>();
   private lastKeys: KeyRecord[] | undefined;
   private liveProcesses = 1;
@@ -162,6 +165,9 @@ export class RedisStore implements Store {
       this.ownsClient = true;
       this.needsGuard = false;
     }
+    this.hot = new HotBatch(this.base, (args) =>
+      this.guard((this.client.keypoolHot as unknown as ArgsCommand)(args)),
+    );
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), heartbeatEveryMs);
     this.heartbeatTimer.unref();
     void this.heartbeat();
@@ -557,7 +563,6 @@ export class RedisStore implements Store {
     const { now, candidates } = request;
     const expiresAt = now + request.leaseTtlMs;
     const args: Args = [
-      this.base,
       now,
       request.windowMs,
       request.estimatedTokens,
@@ -581,7 +586,7 @@ export class RedisStore implements Store {
         limitArg(limits.monthlyBudgetUsd),
       );
     }
-    const reply = await this.guard((this.client.keypoolReserve as unknown as ArgsCommand)(args));
+    const reply = await this.hot.run('r', args);
     if (typeof reply === 'number') {
       // The script answers with the candidate's position and the probe flag; the lease is built here.
       const candidate = candidates[(reply >> 1) - 1];
@@ -601,19 +606,17 @@ export class RedisStore implements Store {
   private async settleInRedis(leaseId: string, settlement: Settlement): Promise<SettleResult> {
     const known = this.ownLeases.get(leaseId);
     const { usage } = settlement;
-    const reply = await this.guard(
-      (this.client.keypoolSettle as unknown as ArgsCommand)([
-        this.base,
-        leaseId,
-        settlement.tokens,
-        settlement.costUsd,
-        settlement.now,
-        known === undefined ? 0 : 1,
-        usage === undefined ? 0 : usage.time,
-        // The same JSON as appendUsage writes, so a replayed record lands on the same member.
-        usage === undefined ? '' : JSON.stringify(usage),
-      ]),
-    );
+    const reply = await this.hot.run('s', [
+      leaseId,
+      settlement.tokens,
+      settlement.costUsd,
+      settlement.now,
+      known === undefined ? 0 : 1,
+      usage === undefined ? 0 : usage.time,
+      // The same JSON as appendUsage writes, so a replayed record lands on the same member.
+      usage === undefined ? '' : JSON.stringify(usage),
+      settlement.respondedAt ?? '',
+    ]);
     this.ownLeases.delete(leaseId);
     const [code, stored] = typeof reply === 'number' ? [reply, undefined] : (reply as [number, string]);
     const status = settleStatus[code] ?? 'already-settled';

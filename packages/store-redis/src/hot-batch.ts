@@ -1,0 +1,61 @@
+type Arg = string | number;
+
+interface Waiter {
+  resolve(reply: unknown): void;
+  reject(error: unknown): void;
+}
+
+/** Operations per script call: bounds how long one batch holds Redis (about 20 µs each). */
+const maxBatch = 16;
+
+/**
+ * Coalesces the reserve/settle calls made in one tick into one call of the hot
+ * script. A fire-and-forget release followed by the next acquire, or many
+ * concurrent callers, then cost one EVALSHA (one command to encode, parse and
+ * answer) instead of one each. The batch goes out on process.nextTick, as
+ * ioredis's own auto-pipelining does, so a lone call waits for nothing.
+ */
+export class HotBatch {
+  private args: Arg[];
+  private waiters: Waiter[] = [];
+  private isScheduled = false;
+
+  constructor(
+    private readonly base: string,
+    private readonly send: (args: Arg[]) => Promise<unknown>,
+  ) {
+    this.args = [base];
+  }
+
+  /** Queues one operation ('r' reserve, 's' settle); resolves with its own reply. */
+  run(kind: 'r' | 's', opArgs: readonly Arg[]): Promise<unknown> {
+    const args = this.args;
+    args.push(kind, opArgs.length);
+    for (const arg of opArgs) args.push(arg);
+    const reply = new Promise<unknown>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    if (this.waiters.length >= maxBatch) this.flush();
+    else if (!this.isScheduled) {
+      this.isScheduled = true;
+      process.nextTick(this.flush);
+    }
+    return reply;
+  }
+
+  private readonly flush = (): void => {
+    this.isScheduled = false;
+    const waiters = this.waiters;
+    if (waiters.length === 0) return;
+    const args = this.args;
+    this.args = [this.base];
+    this.waiters = [];
+    this.send(args).then(
+      (replies) => {
+        const list = replies as unknown[];
+        for (let i = 0; i < waiters.length; i++) waiters[i]!.resolve(list[i]);
+      },
+      (error: unknown) => {
+        for (const waiter of waiters) waiter.reject(error);
+      },
+    );
+  };
+}
