@@ -29,8 +29,8 @@ import {
 interface Consumption {
   windowRequests: number;
   windowTokens: number;
-  /** reservedAt of the oldest entry still in the window. */
-  oldestInWindow: number | undefined;
+  /** Stamp of the oldest stamped entry still in the window (entries in flight have none). */
+  oldestStamp: number | undefined;
   dayRequests: number;
   dayTokens: number;
   monthCostUsd: number;
@@ -39,7 +39,7 @@ interface Consumption {
 const emptyConsumption = (): Consumption => ({
   windowRequests: 0,
   windowTokens: 0,
-  oldestInWindow: undefined,
+  oldestStamp: undefined,
   dayRequests: 0,
   dayTokens: 0,
   monthCostUsd: 0,
@@ -118,8 +118,10 @@ export function hotStateMethods(ctx: SqlContext) {
     const selects = [];
     const idList = sql.join(ids);
     if (parts.window) {
-      selects.push(sql`select key_id, null as window_id, count(*) as a, coalesce(sum(tokens), 0) as b, min(reserved_at) as c
-        from ${ctx.ref('window_entries')} where key_id in (${idList}) and reserved_at > ${q.now - q.windowMs} group by key_id`);
+      // Entries in flight (no stamp) always count; stamped ones until stamp + windowMs.
+      selects.push(sql`select key_id, null as window_id, count(*) as a, coalesce(sum(tokens), 0) as b, min(stamp) as c
+        from ${ctx.ref('window_entries')} where key_id in (${idList}) and (stamp is null or stamp > ${q.now - q.windowMs})
+        group by key_id`);
     }
     if (parts.counters) {
       selects.push(sql`select key_id, window_id, requests as a, tokens as b, cost_usd as c
@@ -133,7 +135,7 @@ export function hotStateMethods(ctx: SqlContext) {
       if (r.window_id === null) {
         c.windowRequests = num(r.a);
         c.windowTokens = num(r.b);
-        c.oldestInWindow = r.c === null ? undefined : num(r.c);
+        c.oldestStamp = r.c === null ? undefined : num(r.c);
       } else if (r.window_id === q.day) {
         c.dayRequests = num(r.a);
         c.dayTokens = num(r.b);
@@ -163,13 +165,14 @@ export function hotStateMethods(ctx: SqlContext) {
       requests = c.requests + excluded.requests, tokens = c.tokens + excluded.tokens, cost_usd = c.cost_usd + excluded.cost_usd`;
   }
 
-  /** Window entry, day/month counters, lease and (for a probe) the breaker's probe slot (MySQL, SQLite). */
+  /** Window entry (unstamped: in flight), day/month counters, lease and (for a probe) the breaker's probe slot (MySQL, SQLite). */
   async function recordReservation(tx: AnyKysely, lease: LeaseRecord, now: number): Promise<void> {
     const entry = {
       lease_id: lease.id,
       key_id: lease.keyId,
       reserved_at: lease.reservedAt,
       tokens: lease.estimatedTokens,
+      stamp: null,
     };
     const add = { requests: 1, tokens: lease.estimatedTokens, costUsd: lease.estimatedCostUsd };
     const probe = { breaker: 'half-open', probe_lease_id: lease.id, updated_at: now };
@@ -192,8 +195,9 @@ export function hotStateMethods(ctx: SqlContext) {
   async function purgeOld(now: number): Promise<void> {
     lastPurgeAt = now;
     await hotTransaction(async (tx) => {
-      let purge = tx.deleteFrom(t('window_entries')).where('reserved_at', '<', now - retentionMs);
-      // PostgreSQL: entries still inside a key's running totals stay until a reservation moves past them.
+      // Entries in flight have no stamp and are never purged (their lease stamps them when it ends).
+      let purge = tx.deleteFrom(t('window_entries')).where('stamp', '<', now - retentionMs);
+      // PostgreSQL: stamped entries still inside a key's running totals stay until a reservation moves past them.
       if (pg) {
         purge = purge.where(({ not, exists, selectFrom }) =>
           not(
@@ -201,7 +205,7 @@ export function hotStateMethods(ctx: SqlContext) {
               selectFrom(`${t('window_totals')} as wt`)
                 .select('wt.key_id')
                 .whereRef('wt.key_id', '=', `${t('window_entries')}.key_id`)
-                .whereRef('wt.floor_at', '<', `${t('window_entries')}.reserved_at`),
+                .whereRef('wt.floor_at', '<', `${t('window_entries')}.stamp`),
             ),
           ),
         );
@@ -298,12 +302,14 @@ export function hotStateMethods(ctx: SqlContext) {
         // Lock order matches reserve's (key_state before counters), so the two never deadlock.
         if (wasActive && lease.isProbe) await freeProbeSlots(tx, [lease.id]);
         const isExpired = !wasActive || lease.expiresAt <= settlement.now;
+        // An entry swept earlier is stamped already; an active lease's entry is stamped now.
+        if (wasActive) {
+          const entry = isExpired
+            ? { stamp: lease.expiresAt, tokens: lease.estimatedTokens }
+            : { stamp: settledStamp(lease, settlement), tokens: settlement.tokens };
+          await tx.updateTable(t('window_entries')).set(entry).where('lease_id', '=', leaseId).execute();
+        }
         if (!isExpired) {
-          await tx
-            .updateTable(t('window_entries'))
-            .set({ tokens: settlement.tokens })
-            .where('lease_id', '=', leaseId)
-            .execute();
           await tx
             .updateTable(t('counters'))
             .set({
@@ -345,10 +351,24 @@ export function hotStateMethods(ctx: SqlContext) {
         const ids = rows.map((r) => String(r.id));
         await tx.updateTable(t('leases')).set({ status: 'expired' }).where('id', 'in', ids).execute();
         const expired = rows.map(leaseFromRow);
+        // PostgreSQL: the running totals first (key_state, then totals, in key order, as reserve locks).
+        await pg?.expireEntries(tx, expired);
         await freeProbeSlots(
           tx,
           expired.filter((l) => l.isProbe).map((l) => l.id),
         );
+        // Unreported: the entry counts until expiresAt + windowMs, at its estimate.
+        const entries = t('window_entries');
+        await tx
+          .updateTable(entries)
+          .set((eb) => ({
+            stamp: eb
+              .selectFrom(t('leases'))
+              .select('expires_at')
+              .whereRef(`${t('leases')}.id`, '=', `${entries}.lease_id`),
+          }))
+          .where('lease_id', 'in', ids)
+          .execute();
         return expired;
       });
       if (now - lastPurgeAt >= 60_000) await purgeOld(now);
@@ -384,7 +404,20 @@ export function hotStateMethods(ctx: SqlContext) {
           .where('key_id', '=', keyId)
           .execute();
         if (options.counters) {
-          for (const table of hotTables) await tx.deleteFrom(t(table)).where('key_id', '=', keyId).execute();
+          // Entries in flight are live requests, not counters: they stay (and keep counting).
+          await tx
+            .deleteFrom(t('window_entries'))
+            .where('key_id', '=', keyId)
+            .where('stamp', 'is not', null)
+            .execute();
+          await tx.deleteFrom(t('counters')).where('key_id', '=', keyId).execute();
+          if (pg) {
+            await tx
+              .updateTable(t('window_totals'))
+              .set({ requests: 0, tokens: 0 })
+              .where('key_id', '=', keyId)
+              .execute();
+          }
         }
       });
     },
@@ -454,7 +487,8 @@ export function check(
     isProbe = true;
   }
   const { limits } = candidate;
-  const windowFreesAt = used.oldestInWindow === undefined ? now : used.oldestInWindow + request.windowMs;
+  // The oldest stamped entry leaves first; entries in flight leave no sooner than a window from now.
+  const windowFreesAt = (used.oldestStamp ?? now) + request.windowMs;
   if (limits.rpm !== undefined && used.windowRequests + 1 > limits.rpm) return no('rpm', windowFreesAt);
   if (limits.tpm !== undefined && used.windowTokens + request.estimatedTokens > limits.tpm) {
     return no('tpm', request.estimatedTokens > limits.tpm ? null : windowFreesAt);
@@ -472,6 +506,16 @@ export function check(
     return no('monthly-budget', request.monthEndsAt);
   }
   return { ok: true, isProbe };
+}
+
+/**
+ * Where a settled entry counts from: the upstream had the request by the time
+ * it responded (default: now), never before it was reserved nor after now.
+ * Whole ms, rounded up (later is the safe side), as on PostgreSQL.
+ */
+export function settledStamp(lease: LeaseRecord, settlement: Settlement): number {
+  const respondedAt = Math.ceil(settlement.respondedAt ?? settlement.now);
+  return Math.min(settlement.now, Math.max(lease.reservedAt, respondedAt));
 }
 
 /** resetFailures, incrementFailures, set (blockedModels merged per model), clear; then updatedAt. */

@@ -14,19 +14,24 @@ import type { Layout } from './schema.js';
 
 /**
  * PostgreSQL's hot path: `reserve` and `settle` as PL/pgSQL functions, one
- * round trip each, installed by migration 0002. They apply the checks of
- * `check()` in hot-state.ts in the same order (MySQL and SQLite run that
- * TypeScript path) and take their locks in the same order as the TypeScript
- * transactions: key_state rows (sorted), window_totals, counters.
+ * round trip each (installed by migration 0003; 0002 shipped their first
+ * version). They apply the checks of `check()` in hot-state.ts in the same
+ * order (MySQL and SQLite run that TypeScript path) and take their locks in the
+ * same order as the TypeScript transactions: key_state rows (sorted),
+ * window_totals, counters.
  *
- * The sliding window is kept as a running total per key (`window_totals`:
- * requests and tokens of the entries with reserved_at > floor_at), moved
- * forward at each reservation by subtracting the entries that left, so a
- * reservation costs the same with 10 or 10,000 requests in the window. When
- * a request's window starts before floor_at (clocks differ, or a longer
- * window), the function counts the entries exactly instead. Invariant: every
- * key with window entries has a totals row; entries above floor_at are never
- * purged.
+ * The sliding window (see "Window entries" in @keypool/spec's README) is kept
+ * as running totals per key in `window_totals`: the entries in flight
+ * (`inflight_requests`, `inflight_tokens`: unstamped, they always count) and
+ * the stamped entries with stamp > floor_at (`requests`, `tokens`). A
+ * reservation moves floor_at up to its window's start, subtracting the stamped
+ * entries that left, so it costs the same with 10 or 10,000 requests in the
+ * window; a settle or an expiry moves its entry from in flight to stamped
+ * (counted only if the stamp is above the floor: otherwise it has already left).
+ * When a request's window starts before floor_at (clocks differ, or a longer
+ * window), the function counts the stamped entries exactly instead.
+ * Invariants: every key with window entries has a totals row; the totals equal
+ * the entries they describe; stamped entries above floor_at are never purged.
  *
  * Hot-state commits (the settle's usage row included: it is the same atomic
  * step) skip the WAL flush unless `durableHotState` is set, as the
@@ -85,30 +90,65 @@ export function postgresHotPath(ctx: SqlContext) {
 
     async settle(leaseId: string, settlement: Settlement): Promise<SettleResult> {
       const usage = settlement.usage === undefined ? null : JSON.stringify(usageToRow(settlement.usage));
+      // Stamps are whole ms; rounding up keeps the entry in the window a little longer, never shorter.
+      const respondedAt = settlement.respondedAt === undefined ? null : Math.ceil(settlement.respondedAt);
       const { rows } = await ctx.retrying(() =>
         sql<Row>`select * from ${ctx.fn('keypool_settle')}(${leaseId}, ${settlement.tokens}, ${settlement.costUsd},
-          ${settlement.now}, ${usage}, ${isDurable})`.execute(ctx.root),
+          ${settlement.now}, ${respondedAt}, ${usage}, ${isDurable})`.execute(ctx.root),
       );
       const row = rows[0];
       if (!row) return { status: 'already-settled' };
       return { status: row.status === 'expired' ? 'expired' : 'settled', lease: leaseFromRow(row) };
     },
+
+    /**
+     * Part of `expireLeases`' transaction, after the leases are claimed: their
+     * entries leave the in-flight totals and count as stamped at expiresAt
+     * (the TypeScript side then stamps the rows). Locks key_state, then
+     * window_totals, each in key order, as a reservation does, so the two
+     * queue instead of deadlocking.
+     */
+    async expireEntries(tx: AnyKysely, leases: readonly LeaseRecord[]): Promise<void> {
+      if (leases.length === 0) return;
+      const ids = sql.join(leases.map((l) => l.id));
+      const keys = sql.join([...new Set(leases.map((l) => l.keyId))].sort());
+      const totals = ctx.ref('window_totals');
+      await sql`select 1 from ${ctx.ref('key_state')} where key_id in (${keys}) order by key_id for update`.execute(
+        tx,
+      );
+      await sql`select 1 from ${totals} where key_id in (${keys}) order by key_id for update`.execute(tx);
+      await sql`with gone as (
+          select e.key_id, e.tokens, l.expires_at as stamp
+          from ${ctx.ref('window_entries')} e join ${ctx.ref('leases')} l on l.id = e.lease_id
+          where e.lease_id in (${ids}) and e.stamp is null
+        ), moved as (
+          select g.key_id, count(*) as n, sum(g.tokens) as tokens,
+            count(*) filter (where g.stamp > w.floor_at) as n_in,
+            coalesce(sum(g.tokens) filter (where g.stamp > w.floor_at), 0) as tokens_in
+          from gone g join ${totals} w on w.key_id = g.key_id group by g.key_id
+        )
+        update ${totals} t set inflight_requests = t.inflight_requests - m.n,
+          inflight_tokens = t.inflight_tokens - m.tokens,
+          requests = t.requests + m.n_in, tokens = t.tokens + m.tokens_in
+        from moved m where t.key_id = m.key_id`.execute(tx);
+    },
   };
 }
 
 /**
- * Migration 0002 on PostgreSQL: the window totals table (filled from the
- * entries already there) and the two functions. Names carry the table prefix
- * and live in the store's schema, so parallel namespaces never share them.
+ * Migration 0003 on PostgreSQL, after window_entries got its `stamp` column:
+ * window totals split into in flight and stamped (rebuilt from the entries),
+ * and the functions that stamp entries. keypool_settle takes `respondedAt` now;
+ * its old signature is dropped, so a process that predates 0003 fails loudly
+ * instead of settling without stamping.
  */
-export async function installPostgresHotPath(db: AnyKysely, layout: Layout): Promise<void> {
+export async function installPostgresWindowStamps(db: AnyKysely, layout: Layout): Promise<void> {
   const schema =
     layout.schema ??
     String((await sql<{ s: string }>`select current_schema() as s`.execute(db)).rows[0]?.s ?? 'public');
   const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
   const q = (name: string) => `${ident(schema)}.${ident(`${layout.prefix}${name}`)}`;
-  const ddl = postgresDdl(q);
-  for (const statement of ddl) await sql.raw(statement).execute(db);
+  for (const statement of postgresDdl(q)) await sql.raw(statement).execute(db);
 }
 
 const minBigint = '-9223372036854775808';
@@ -121,14 +161,16 @@ function postgresDdl(q: (name: string) => string): string[] {
   const leases = q('leases');
   const usage = q('usage');
   return [
-    `create table ${totals} (
-      key_id varchar(255) primary key,
-      floor_at bigint not null,
-      requests bigint not null,
-      tokens bigint not null)`,
-    // Entries already there are all counted (floor at the minimum); the first reservation moves it up.
-    `insert into ${totals} (key_id, floor_at, requests, tokens)
-      select key_id, ${minBigint}, count(*), coalesce(sum(tokens), 0) from ${entries} group by key_id`,
+    `alter table ${totals} add column inflight_requests bigint not null default 0,
+      add column inflight_tokens bigint not null default 0`,
+    // Rebuilt from the (now stamped) entries: every stamped entry counts (floor at the minimum)
+    // until the first reservation moves the floor up.
+    `delete from ${totals}`,
+    `insert into ${totals} (key_id, floor_at, requests, tokens, inflight_requests, inflight_tokens)
+      select key_id, ${minBigint}, count(stamp), coalesce(sum(tokens) filter (where stamp is not null), 0),
+        count(*) filter (where stamp is null), coalesce(sum(tokens) filter (where stamp is null), 0)
+      from ${entries} group by key_id`,
+    `drop function if exists ${q('keypool_settle')}(text, bigint, float8, bigint, text, boolean)`,
 
     `create or replace function ${q('keypool_reserve')}(
       p_lease_id text, p_key_ids text[], p_rpm float8[], p_tpm float8[], p_rpd float8[], p_tpd float8[],
@@ -149,6 +191,8 @@ function postgresDdl(q: (name: string) => string): string[] {
       v_floor_was bigint;
       agg_requests bigint;
       agg_tokens bigint;
+      fl_requests bigint;
+      fl_tokens bigint;
       w_requests bigint;
       w_tokens bigint;
       gone_requests bigint;
@@ -199,19 +243,21 @@ function postgresDdl(q: (name: string) => string): string[] {
           probe := st.breaker in ('open', 'half-open');
           if p_rpm[i] is not null or p_tpm[i] is not null then
             -- Window totals: lock, then read the entries (a new snapshot, so a settle that
-            -- held the lock is seen whole), subtract those that left the window.
+            -- held the lock is seen whole), subtract the stamped ones that left the window.
             select * into wt from ${totals} t where t.key_id = k for update;
             if not found then
-              insert into ${totals} (key_id, floor_at, requests, tokens) values (k, ${minBigint}, 0, 0);
-              v_floor := ${minBigint}; agg_requests := 0; agg_tokens := 0;
+              insert into ${totals} (key_id, floor_at, requests, tokens, inflight_requests, inflight_tokens)
+                values (k, ${minBigint}, 0, 0, 0, 0);
+              v_floor := ${minBigint}; agg_requests := 0; agg_tokens := 0; fl_requests := 0; fl_tokens := 0;
             else
               v_floor := wt.floor_at; agg_requests := wt.requests; agg_tokens := wt.tokens;
+              fl_requests := wt.inflight_requests; fl_tokens := wt.inflight_tokens;
             end if;
             has_totals := true;
             v_floor_was := v_floor;
             if v_floor <= cutoff then
               select count(*), coalesce(sum(e.tokens), 0) into gone_requests, gone_tokens
-                from ${entries} e where e.key_id = k and e.reserved_at > v_floor and e.reserved_at <= cutoff;
+                from ${entries} e where e.key_id = k and e.stamp > v_floor and e.stamp <= cutoff;
               agg_requests := agg_requests - gone_requests;
               agg_tokens := agg_tokens - gone_tokens;
               v_floor := cutoff;
@@ -219,12 +265,16 @@ function postgresDdl(q: (name: string) => string): string[] {
             else
               -- The window starts before the totals' floor: count exactly, leave the totals alone.
               select count(*), coalesce(sum(e.tokens), 0) into w_requests, w_tokens
-                from ${entries} e where e.key_id = k and e.reserved_at > cutoff;
+                from ${entries} e where e.key_id = k and e.stamp > cutoff;
             end if;
+            -- Entries in flight always count.
+            w_requests := w_requests + fl_requests;
+            w_tokens := w_tokens + fl_tokens;
             if (p_rpm[i] is not null and w_requests + 1 > p_rpm[i])
                 or (p_tpm[i] is not null and w_tokens + p_tokens > p_tpm[i]) then
-              select coalesce(min(e.reserved_at) + p_window_ms, p_now) into frees_at
-                from ${entries} e where e.key_id = k and e.reserved_at > cutoff;
+              -- The oldest stamped entry leaves first; entries in flight no sooner than a window from now.
+              select coalesce(min(e.stamp), p_now) + p_window_ms into frees_at
+                from ${entries} e where e.key_id = k and e.stamp > cutoff;
               if p_rpm[i] is not null and w_requests + 1 > p_rpm[i] then
                 reason := 'rpm'; r_at := frees_at;
               else
@@ -248,21 +298,22 @@ function postgresDdl(q: (name: string) => string): string[] {
         end if;
 
         if reason is null then
-          -- Reserve: window totals, then window entry, day/month counters and lease, then the probe slot.
+          -- Reserve: window totals (one more in flight), then the unstamped window entry, day/month
+          -- counters and lease, then the probe slot.
           if has_totals then
-            update ${totals} t set floor_at = v_floor,
-                requests = agg_requests + case when p_now > v_floor then 1 else 0 end,
-                tokens = agg_tokens + case when p_now > v_floor then p_tokens else 0 end
+            update ${totals} t set floor_at = v_floor, requests = agg_requests, tokens = agg_tokens,
+                inflight_requests = fl_requests + 1, inflight_tokens = fl_tokens + p_tokens
               where t.key_id = k;
           else
-            insert into ${totals} as t (key_id, floor_at, requests, tokens) values (k, ${minBigint}, 1, p_tokens)
+            insert into ${totals} as t (key_id, floor_at, requests, tokens, inflight_requests, inflight_tokens)
+              values (k, ${minBigint}, 0, 0, 1, p_tokens)
               on conflict (key_id) do update
-              set requests = t.requests + case when p_now > t.floor_at then 1 else 0 end,
-                tokens = t.tokens + case when p_now > t.floor_at then p_tokens else 0 end;
+              set inflight_requests = t.inflight_requests + 1, inflight_tokens = t.inflight_tokens + p_tokens;
           end if;
           -- One statement for the three inserts (fewer executor round trips inside the function).
           with entry as (
-            insert into ${entries} (lease_id, key_id, reserved_at, tokens) values (p_lease_id, k, p_now, p_tokens)
+            insert into ${entries} (lease_id, key_id, reserved_at, tokens, stamp)
+              values (p_lease_id, k, p_now, p_tokens, null)
           ), counted as (
             insert into ${counters} as c (key_id, window_id, requests, tokens, cost_usd)
               values (k, p_day, 1, p_tokens, p_cost), (k, p_month, 1, p_tokens, p_cost)
@@ -298,12 +349,15 @@ function postgresDdl(q: (name: string) => string): string[] {
     $fn$`,
 
     `create or replace function ${q('keypool_settle')}(
-      p_lease_id text, p_tokens bigint, p_cost float8, p_now bigint, p_usage text, p_is_durable boolean)
+      p_lease_id text, p_tokens bigint, p_cost float8, p_now bigint, p_responded_at bigint, p_usage text,
+      p_is_durable boolean)
     returns setof ${leases}
     language plpgsql as $fn$
     declare
       l ${leases}%rowtype;
-      was_active boolean;
+      is_on_time boolean;
+      v_stamp bigint;
+      v_tokens bigint;
     begin
       if not p_is_durable then
         perform set_config('synchronous_commit', 'off', true);
@@ -312,25 +366,37 @@ function postgresDdl(q: (name: string) => string): string[] {
       if not found or l.status = 'settled' then
         return;
       end if;
-      was_active := l.status = 'active';
       update ${leases} x set status = 'settled' where x.id = p_lease_id;
-      -- Lock order as in reserve: key_state, then window totals, then counters.
-      if was_active and l.is_probe = 1 then
-        update ${states} s set probe_lease_id = null where s.probe_lease_id = p_lease_id;
-      end if;
-      if was_active and l.expires_at > p_now then
-        if p_tokens <> l.estimated_tokens then
-          -- Only while the entry still counts in the totals (a reservation may have moved past it).
-          update ${totals} t set tokens = t.tokens + (p_tokens - l.estimated_tokens)
-            where t.key_id = l.key_id and t.floor_at < l.reserved_at;
-          update ${entries} e set tokens = p_tokens where e.lease_id = p_lease_id;
+      if l.status = 'active' then
+        -- Lock order as in reserve: key_state, then window totals, then counters.
+        if l.is_probe = 1 then
+          update ${states} s set probe_lease_id = null where s.probe_lease_id = p_lease_id;
         end if;
-        update ${counters} c set tokens = c.tokens + (p_tokens - l.estimated_tokens),
-            cost_usd = c.cost_usd + (p_cost - l.estimated_cost_usd)
-          where c.key_id = l.key_id and c.window_id in (l.day, l.month);
-        l.status := 'settled';
-      else
-        l.status := 'expired';
+        is_on_time := l.expires_at > p_now;
+        if is_on_time then
+          -- The upstream had the request by the time it responded: the entry counts from there.
+          v_stamp := least(p_now, greatest(l.reserved_at, coalesce(p_responded_at, p_now)));
+          v_tokens := p_tokens;
+        else
+          -- Expired unreported: stamped at expiresAt, kept at the estimate.
+          v_stamp := l.expires_at;
+          v_tokens := l.estimated_tokens;
+        end if;
+        -- In flight -> stamped; counted only above the floor (below it the entry has left already).
+        update ${totals} t set inflight_requests = t.inflight_requests - 1,
+            inflight_tokens = t.inflight_tokens - l.estimated_tokens,
+            requests = t.requests + case when v_stamp > t.floor_at then 1 else 0 end,
+            tokens = t.tokens + case when v_stamp > t.floor_at then v_tokens else 0 end
+          where t.key_id = l.key_id;
+        update ${entries} e set stamp = v_stamp, tokens = v_tokens where e.lease_id = p_lease_id;
+        if is_on_time then
+          update ${counters} c set tokens = c.tokens + (p_tokens - l.estimated_tokens),
+              cost_usd = c.cost_usd + (p_cost - l.estimated_cost_usd)
+            where c.key_id = l.key_id and c.window_id in (l.day, l.month);
+          l.status := 'settled';
+        else
+          l.status := 'expired';
+        end if;
       end if;
       if p_usage is not null then
         insert into ${usage} select * from jsonb_populate_record(null::${usage}, p_usage::jsonb);

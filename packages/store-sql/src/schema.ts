@@ -1,8 +1,9 @@
-import { sql } from 'kysely';
+import { type ExpressionBuilder, sql } from 'kysely';
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
 import type { AnyKysely, SqlDialectName } from './connection.js';
 import { SqlStoreError } from './errors.js';
-import { installPostgresHotPath } from './postgres-hot-path.js';
+import { installPostgresWindowStamps } from './postgres-hot-path.js';
+import { installPostgresHotPath0002 } from './postgres-hot-path-0002.js';
 
 export const tableNames = [
   'keys',
@@ -204,7 +205,43 @@ function migrations(layout: Layout): Record<string, Migration> {
     // window totals. MySQL and SQLite keep the TypeScript path: nothing to do there.
     '0002_postgres_hot_path': {
       async up(db: AnyKysely) {
-        if (dialect === 'postgres') await installPostgresHotPath(db, layout);
+        if (dialect === 'postgres') await installPostgresHotPath0002(db, layout);
+      },
+    },
+    // Window entries get a stamp (see "Window entries" in @keypool/spec's README): NULL while the
+    // lease is in flight (the entry always counts), then when the upstream responded, or expiresAt.
+    '0003_window_stamps': {
+      async up(db: AnyKysely) {
+        const s = layout.schema ? db.schema.withSchema(layout.schema) : db.schema;
+        const scoped = layout.schema ? db.withSchema(layout.schema) : db;
+        const entries = t('window_entries');
+        const leases = t('leases');
+        await s.alterTable(entries).addColumn('stamp', ms).execute();
+        // Existing entries: settled leases (or purged ones) counted from reserved_at until now and
+        // keep that; leases swept unreported are stamped at expires_at; active ones stay in flight.
+        const leaseOf = (eb: ExpressionBuilder<Record<string, Record<string, unknown>>, string>) =>
+          eb.selectFrom(leases).whereRef(`${leases}.id`, '=', `${entries}.lease_id`);
+        await scoped
+          .updateTable(entries)
+          .set({ stamp: sql.ref('reserved_at') })
+          .where((eb) =>
+            eb.not(eb.exists(leaseOf(eb).select('id').where('status', 'in', ['active', 'expired']))),
+          )
+          .execute();
+        await scoped
+          .updateTable(entries)
+          .set((eb) => ({ stamp: leaseOf(eb).select('expires_at') }))
+          .where((eb) => eb.exists(leaseOf(eb).select('id').where('status', '=', 'expired')))
+          .execute();
+        const index = s.createIndex(`${prefix}window_entries_key_stamp`).on(entries);
+        await index.columns(['key_id', 'stamp']).execute();
+        await s.createIndex(`${prefix}window_entries_stamp`).on(entries).column('stamp').execute();
+        // Nothing reads entries by reserved_at any more: fewer indexes to write on every reserve.
+        for (const name of ['key_time', 'time']) {
+          const drop = s.dropIndex(`${prefix}window_entries_${name}`);
+          await (dialect === 'mysql' ? drop.on(entries) : drop).execute();
+        }
+        if (dialect === 'postgres') await installPostgresWindowStamps(db, layout);
       },
     },
   };

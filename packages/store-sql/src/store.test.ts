@@ -60,7 +60,11 @@ for (const dialect of DIALECTS) {
     });
 
     it('migrate() creates the schema once; running it again changes nothing', async () => {
-      expect(await migrate(run.options)).toEqual(['0001_initial', '0002_postgres_hot_path']);
+      expect(await migrate(run.options)).toEqual([
+        '0001_initial',
+        '0002_postgres_hot_path',
+        '0003_window_stamps',
+      ]);
       expect(await migrate(run.options)).toEqual([]);
       const store = run.open();
       await store.init!();
