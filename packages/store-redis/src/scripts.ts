@@ -45,7 +45,9 @@ end
  *
  * reserve arguments: now, windowMs, estTokens, estCost, day, month, dayEndsAt, monthEndsAt,
  * expiresAt, model ('' = none), leaseId, lease middle ("est␟cost␟now␟expiresAt␟day␟month␟tail␟"),
- * then per candidate: keyId, rpm, tpm, requestsPerDay, tokensPerDay, monthlyBudgetUsd ('' = no limit).
+ * then one argument per candidate: "rpm␟tpm␟requestsPerDay␟tokensPerDay␟monthlyBudgetUsd␟keyId"
+ * ('' = no limit; the key id last, so it may contain anything), split only for the
+ * candidates the script reaches (usually the first).
  * Reply: an integer on success, candidate index * 2 + isProbe (the caller builds the lease
  * itself), or {0, hasRetry, retryAfterMs, id1, reason1, ...}.
  *
@@ -56,20 +58,23 @@ end
 const hot = `${leaseCommon}
 -- Key hashes read so far: v[field] = value (false = absent), dirty[field] = write at the end.
 local cache, order = {}, {}
-local preload = {'invalidSince', 'exhaustedUntil', 'coolingUntil', 'breaker', 'breakerOpenUntil',
-  'probeLeaseId', 'wn', 'wt', 'wo', 'f', 'd', 'm'}
-local function keyOf(id, day, month, model)
+local function keyOf(id)
   local e = cache[id]
   if e then return e end
   e = {key = base .. ':k:' .. id, w = base .. ':w:' .. id, v = {}, dirty = {}, adds = {}, pend = {}}
-  local names = {unpack(preload)}
-  names[13], names[14], names[15] = 'r:' .. day, 't:' .. day, 'c:' .. month
-  if model ~= '' then names[16] = 'bm:' .. model end
-  local vals = redis.call('HMGET', e.key, unpack(names))
-  for i = 1, #names do e.v[names[i]] = vals[i] end
   cache[id] = e
   order[#order + 1] = e
   return e
+end
+-- Reads, with one HMGET, the fields an operation needs that this batch has not read yet.
+local function load(e, names)
+  local missing = {}
+  for i = 1, #names do
+    if e.v[names[i]] == nil then missing[#missing + 1] = names[i] end
+  end
+  if #missing == 0 then return end
+  local vals = redis.call('HMGET', e.key, unpack(missing))
+  for i = 1, #missing do e.v[missing[i]] = vals[i] end
 end
 local function get(e, f)
   local x = e.v[f]
@@ -147,19 +152,23 @@ local function reserve(A, b, last)
   local model = A[b + 10]
   local leaseId = A[b + 11]
   local rF, tF, cF = 'r:' .. day, 't:' .. day, 'c:' .. month
+  -- The HMGET list ends at the first nil, so no model means no bm: field.
+  local bmF = model ~= '' and 'bm:' .. model or nil
   local best = nil
   local out = nil
   local n = 0
-  for o = b + 13, last, 6 do
+  for o = b + 13, last do
     n = n + 1
-    local id = A[o]
-    local e = keyOf(id, day, month, model)
-    local reason, at = nil, nil
+    local rpmS, tpmS, rpdS, tpdS, budgetS, id = string.match(A[o],
+      '^([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031(.*)$')
+    local e = keyOf(id)
+    load(e, {'invalidSince', 'exhaustedUntil', 'coolingUntil', 'breaker', 'breakerOpenUntil',
+      'probeLeaseId', 'wn', 'wt', 'wo', 'f', 'd', 'm', rF, tF, cF, bmF})    local reason, at = nil, nil
     local isProbe = false
     if get(e, 'invalidSince') then reason = 'invalid'
     else
       local ex, co = num(e, 'exhaustedUntil'), num(e, 'coolingUntil')
-      local bm = model ~= '' and num(e, 'bm:' .. model) or nil
+      local bm = bmF and num(e, bmF) or nil
       local breaker = get(e, 'breaker')
       if ex and ex > now then reason, at = 'exhausted', ex
       elseif co and co > now then reason, at = 'cooling', co
@@ -176,13 +185,13 @@ local function reserve(A, b, last)
     end
     if not reason then
       local wn, wt, wo = num(e, 'wn') or 0, num(e, 'wt') or 0, num(e, 'wo')
-      local rpm, tpm = tonumber(A[o + 1]), tonumber(A[o + 2])
+      local rpm, tpm = tonumber(rpmS), tonumber(tpmS)
       -- Counts that still hold entries past the window are only ever higher: a pass is exact.
       if wo and wo <= cutoff and ((rpm and wn + 1 > rpm) or (tpm and wt + est > tpm) or wo <= staleEdge) then
         wn, wt, wo = trim(e, cutoff, wn, wt)
       end
       local r, t, cm = num(e, rF) or 0, num(e, tF) or 0, num(e, cF) or 0
-      local rpd, tpd, budget = tonumber(A[o + 3]), tonumber(A[o + 4]), tonumber(A[o + 5])
+      local rpd, tpd, budget = tonumber(rpdS), tonumber(tpdS), tonumber(budgetS)
       -- The oldest stamped entry leaves first; entries in flight no sooner than a window from now.
       if rpm and wn + 1 > rpm then reason, at = 'rpm', (wo or now) + windowMs
       elseif tpm and wt + est > tpm then
@@ -227,7 +236,8 @@ local function settle(A, b)
   local status = 2
   if st == 'a' then
     if isNew then expiryAdds[id] = nil else expiryRemoves[#expiryRemoves + 1] = id end
-    local e = keyOf(keyId, day, month, '')
+    local e = keyOf(keyId)
+    load(e, {'wt', 'wo', 'f', 'probeLeaseId', 't:' .. day, 'c:' .. month})
     local now, expN = tonumber(A[b + 4]), tonumber(exp)
     local i = e.pend[id]
     local stamp, present

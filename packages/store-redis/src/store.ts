@@ -26,6 +26,7 @@ import type {
 } from '@keypool/spec';
 import { type MemoryStore, memoryStore } from '@keypool/store-memory';
 import { type Cluster, Redis } from 'ioredis';
+import { candidateArg } from './candidates.js';
 import { isConnectionError, RedisStoreError } from './errors.js';
 import { HotBatch } from './hot-batch.js';
 import { decodeLease, leaseFromRequest, leaseMiddle } from './lease.js';
@@ -58,10 +59,6 @@ const auditPage = 500;
 interface PendingSettle {
   leaseId: string;
   settlement: Settlement;
-}
-
-function limitArg(value: number | undefined): string | number {
-  return value === undefined ? '' : value;
 }
 
 type Args = Array<string | number>;
@@ -576,16 +573,7 @@ export class RedisStore implements Store {
       request.leaseId,
       leaseMiddle(request, expiresAt),
     ];
-    for (const { keyId, limits } of candidates) {
-      args.push(
-        keyId,
-        limitArg(limits.rpm),
-        limitArg(limits.tpm),
-        limitArg(limits.requestsPerDay),
-        limitArg(limits.tokensPerDay),
-        limitArg(limits.monthlyBudgetUsd),
-      );
-    }
+    for (const candidate of candidates) args.push(candidateArg(candidate));
     const reply = await this.hot.run('r', args);
     if (typeof reply === 'number') {
       // The script answers with the candidate's position and the probe flag; the lease is built here.
