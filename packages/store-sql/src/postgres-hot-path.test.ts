@@ -1,6 +1,8 @@
-import type { ReserveRequest, SettleResult } from '@keypool/spec';
+import type { ReserveRequest, Settlement, Store } from '@keypool/spec';
+import { memoryStore } from '@keypool/store-memory';
 import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { AnyKysely } from './connection.js';
 import { sqlStore } from './index.js';
 import { target } from './test-fixture.js';
 
@@ -16,27 +18,54 @@ function prng(seed: number) {
   };
 }
 
-// The PL/pgSQL functions keep the sliding window as running totals; the TypeScript path (here on
-// SQLite) counts the entries. Fed the same sequence, both must decide alike, every time.
+// The PL/pgSQL functions keep the sliding window as running totals (in flight, stamped above a
+// floor); the TypeScript path (here on SQLite) counts the entries; the memory store is the
+// reference implementation. Fed the same sequence, they must decide alike, every time.
 describe.skipIf(!isUp)('sql:postgres functions vs the TypeScript path', () => {
   afterAll(() => run.tearDown());
 
-  it('decide every reservation and settlement alike, with time moving forward, backward and past the window', async () => {
+  it('decide every reservation, settlement and expiry as the memory store does (time moving forward)', async () => {
+    const memory = memoryStore();
+    try {
+      await differential({ seed: 42, isClockSteppingBack: false, extra: [memory] });
+    } finally {
+      await memory.close?.();
+    }
+  });
+
+  // Another process's clock may be behind. The SQL paths count exactly then; the memory store
+  // (one process, one clock) drops what left its window for good, so it is not compared here.
+  it('decide alike with time also moving backward', async () => {
+    await differential({ seed: 7, isClockSteppingBack: true, extra: [] });
+  });
+
+  async function differential(options: { seed: number; isClockSteppingBack: boolean; extra: Store[] }) {
     await run.empty();
     const pg = run.open();
     const reference = sqlStore({ url: 'sqlite::memory:', migrate: true });
     await reference.init!();
+    const stores: Store[] = [pg, reference, ...options.extra];
+    /** Every store's answer, checked equal; the first one's is returned. */
+    const same = async <T>(step: number, call: (store: Store) => Promise<T>): Promise<T> => {
+      const [first, ...rest] = await Promise.all(stores.map(call));
+      for (const [i, answer] of rest.entries()) {
+        expect(answer, `step ${step}: ${stores[i + 1]!.name} vs ${pg.name}`).toStrictEqual(first);
+      }
+      return first!;
+    };
     try {
-      const random = prng(42);
-      const limits = { rpm: 4, tpm: 3000, requestsPerDay: 40, tokensPerDay: 30_000 };
+      const random = prng(options.seed);
+      const limits = { rpm: 4, tpm: 3000, requestsPerDay: 60, tokensPerDay: 45_000 };
       let now = Date.UTC(2026, 0, 15, 12);
-      const active: string[] = [];
+      const reservedAt = new Map<string, number>();
       const seen = new Set<string>();
-      for (let step = 0; step < 400; step++) {
+      for (let step = 0; step < 600; step++) {
         const roll = random();
         // Mostly forward, sometimes backward (another process's clock), sometimes past the window.
-        now += roll < 0.1 ? -300 : roll < 0.15 ? 1500 : Math.floor(random() * 200);
-        if (random() < 0.55 || active.length === 0) {
+        const back = options.isClockSteppingBack ? -300 : 0;
+        now += roll < 0.1 ? back : roll < 0.15 ? 1500 : Math.floor(random() * 200);
+        const action = random();
+        if (action < 0.5 || reservedAt.size === 0) {
           const order = ['a', 'b', 'c'].sort(() => random() - 0.5);
           const request: ReserveRequest = {
             leaseId: `l${step}`,
@@ -51,33 +80,74 @@ describe.skipIf(!isUp)('sql:postgres functions vs the TypeScript path', () => {
             monthEndsAt: now + 86_400_000,
             leaseTtlMs: 700,
           };
-          const [got, want] = [await pg.reserve(request), await reference.reserve(request)];
-          expect(got, `step ${step}`).toStrictEqual(want);
-          if (got.ok) active.push(got.lease.id);
+          const got = await same(step, (store) => store.reserve(request));
+          if (got.ok) reservedAt.set(got.lease.id, now);
           for (const reason of got.ok ? ['ok'] : Object.values(got.reasons)) seen.add(reason);
+        } else if (action < 0.9) {
+          // A lease in flight, sometimes one settled already (a repeat).
+          const ids = [...reservedAt.keys()];
+          const leaseId = ids[Math.floor(random() * ids.length)]!;
+          const reserved = reservedAt.get(leaseId)!;
+          const when = random();
+          // No respondedAt, or one before the reservation, inside [reservedAt, now], or after now.
+          const respondedAt =
+            when < 0.25
+              ? undefined
+              : when < 0.35
+                ? reserved - 50
+                : when < 0.9
+                  ? reserved + Math.floor(random() * Math.max(1, now - reserved))
+                  : now + 80;
+          const settlement: Settlement = {
+            tokens: Math.floor(random() * 1600),
+            costUsd: 0,
+            now,
+            ...(respondedAt !== undefined && { respondedAt }),
+          };
+          const result = await same(step, (store) => store.settle(leaseId, settlement));
+          if (random() < 0.85) reservedAt.delete(leaseId);
+          seen.add(result.status);
         } else {
-          const leaseId = active.splice(Math.floor(random() * active.length), 1)[0]!;
-          const settlement = { tokens: Math.floor(random() * 1600), costUsd: 0, now };
-          const results: SettleResult[] = [
-            await pg.settle(leaseId, settlement),
-            await reference.settle(leaseId, settlement),
-          ];
-          expect(results[0], `step ${step}`).toStrictEqual(results[1]);
-          seen.add(results[0]!.status);
+          const expired = await same(step, async (store) =>
+            (await store.expireLeases(now)).sort((x, y) => x.id.localeCompare(y.id)),
+          );
+          if (expired.length > 0) seen.add('swept');
         }
       }
-      // The sequence did reach every outcome the window totals affect.
-      expect([...seen].sort()).toEqual(['expired', 'ok', 'rpm', 'settled', 'tokens-per-day', 'tpm']);
-      const query = { now, windowMs: 1000, day: '2026-01-15', month: '2026-01' };
-      expect(await pg.usageSnapshot(['a', 'b', 'c'], query)).toStrictEqual(
-        await reference.usageSnapshot(['a', 'b', 'c'], query),
+      // The sequence did reach every outcome the window affects, and a day limit.
+      expect([...seen]).toEqual(
+        expect.arrayContaining(['already-settled', 'expired', 'ok', 'rpm', 'settled', 'swept', 'tpm']),
       );
-      // The running totals equal the entries above each key's floor.
+      expect([...seen].some((reason) => reason.endsWith('-per-day'))).toBe(true);
+      const query = { now, windowMs: 1000, day: '2026-01-15', month: '2026-01' };
+      await same(-1, (store) => store.usageSnapshot(['a', 'b', 'c'], query));
+      // Both SQL paths stamped every entry alike.
+      const entries = (db: AnyKysely, table: string) =>
+        db
+          .selectFrom(table)
+          .select(['lease_id', 'key_id', 'stamp', 'tokens'])
+          .orderBy('lease_id')
+          .execute()
+          .then((rows) =>
+            rows.map((r) => ({
+              ...r,
+              stamp: r.stamp === null ? null : Number(r.stamp),
+              tokens: Number(r.tokens),
+            })),
+          );
+      expect(await entries(pg.db, `${run.options.schema}.window_entries`)).toStrictEqual(
+        await entries(reference.db, 'window_entries'),
+      );
+      // The running totals equal the entries they describe: unstamped ones in flight, stamped ones above the floor.
       const { rows } = await sql<{ key_id: string; drift: string }>`
-        select t.key_id, (t.requests - count(e.lease_id)) + (t.tokens - coalesce(sum(e.tokens), 0)) as drift
+        select t.key_id, abs(t.inflight_requests - count(e.lease_id) filter (where e.stamp is null))
+          + abs(t.inflight_tokens - coalesce(sum(e.tokens) filter (where e.stamp is null), 0))
+          + abs(t.requests - count(e.lease_id) filter (where e.stamp > t.floor_at))
+          + abs(t.tokens - coalesce(sum(e.tokens) filter (where e.stamp > t.floor_at), 0)) as drift
         from ${sql.table(`${run.options.schema}.window_totals`)} t
-        left join ${sql.table(`${run.options.schema}.window_entries`)} e on e.key_id = t.key_id and e.reserved_at > t.floor_at
-        group by t.key_id, t.requests, t.tokens`.execute(pg.db);
+        left join ${sql.table(`${run.options.schema}.window_entries`)} e on e.key_id = t.key_id
+        group by t.key_id, t.inflight_requests, t.inflight_tokens, t.requests, t.tokens, t.floor_at
+        order by t.key_id`.execute(pg.db);
       expect(rows.map((r) => [r.key_id, Number(r.drift)])).toStrictEqual([
         ['a', 0],
         ['b', 0],
@@ -86,7 +156,7 @@ describe.skipIf(!isUp)('sql:postgres functions vs the TypeScript path', () => {
     } finally {
       await reference.close();
     }
-  });
+  }
 
   it('functions are named with the table prefix, so two prefixes in one schema stay apart', async () => {
     const first = sqlStore({

@@ -258,12 +258,16 @@ function migrator(db: AnyKysely, layout: Layout): Migrator {
   });
 }
 
-/** Brings the schema up to date. Safe to run again and from several processes at once. */
-export async function runMigrations(db: AnyKysely, layout: Layout): Promise<string[]> {
+/**
+ * Brings the schema up to date (or up to migration `upTo`, for tests of a later
+ * migration's conversion). Safe to run again and from several processes at once.
+ */
+export async function runMigrations(db: AnyKysely, layout: Layout, upTo?: string): Promise<string[]> {
   if (layout.schema && layout.dialect === 'postgres') {
     await db.schema.createSchema(layout.schema).ifNotExists().execute();
   }
-  const { error, results } = await migrator(db, layout).migrateToLatest();
+  const m = migrator(db, layout);
+  const { error, results } = await (upTo === undefined ? m.migrateToLatest() : m.migrateTo(upTo));
   if (error) {
     throw new SqlStoreError(
       'KEYPOOL_STORE',
