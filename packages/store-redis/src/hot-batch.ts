@@ -48,14 +48,20 @@ export class HotBatch {
     const args = this.args;
     this.args = [this.base];
     this.waiters = [];
-    this.send(args).then(
-      (replies) => {
-        const list = replies as unknown[];
-        for (let i = 0; i < waiters.length; i++) waiters[i]!.resolve(list[i]);
-      },
-      (error: unknown) => {
-        for (const waiter of waiters) waiter.reject(error);
-      },
-    );
+    const rejectAll = (error: unknown) => {
+      for (const waiter of waiters) waiter.reject(error);
+    };
+    let sent: Promise<unknown>;
+    try {
+      sent = this.send(args);
+    } catch (error) {
+      // Runs on nextTick: a synchronous throw here would be an uncaught exception.
+      rejectAll(error);
+      return;
+    }
+    sent.then((replies) => {
+      const list = replies as unknown[];
+      for (let i = 0; i < waiters.length; i++) waiters[i]!.resolve(list[i]);
+    }, rejectAll);
   };
 }
