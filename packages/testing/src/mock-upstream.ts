@@ -276,7 +276,10 @@ function writeAnswer(
     }
     if (step?.fault === 'midStreamError') {
       const sent = answer.frames.slice(0, step.afterChunks ?? 2).join('');
-      if (step.status === undefined) return cutAfter(sent);
+      if (step.status === undefined) {
+        cutAfter(sent);
+        return;
+      }
       // With a status: the API's in-stream error event (e.g. Anthropic's overloaded_error), then a clean end.
       res.end(sent + dialect.streamErrorFrame(dialect.faultError(step, plan.model)));
       return;
