@@ -115,6 +115,8 @@ export function createAdminApp(options: AdminAppOptions): AdminApp {
   const app = express() as unknown as AdminApp;
   app.disable('x-powered-by');
   app.set('trust proxy', options.trustProxy ?? false);
+  // JSON answers change with every call (status, usage, leases): ETags only cost a hash per response.
+  app.set('etag', false);
   app.use((req, res, next) => {
     const started = process.hrtime.bigint();
     res.on('finish', () => {
@@ -138,7 +140,9 @@ export function createAdminApp(options: AdminAppOptions): AdminApp {
   });
   app.use(express.json({ limit: options.bodyLimit ?? '1mb', strict: true }));
   const router = express.Router();
-  for (const route of routes) mountRoute(router, route, context);
+  // The router tries routes in order: the lease hot path first saves it ~30 path matches.
+  const hotFirst = [...routes].sort((a, b) => Number(b.tag === 'leases') - Number(a.tag === 'leases'));
+  for (const route of hotFirst) mountRoute(router, route, context);
   app.use(router);
   if (options.dashboardDir !== undefined) mountDashboard(app, options.dashboardDir, logger);
   app.use(notFound);

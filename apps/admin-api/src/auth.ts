@@ -122,12 +122,17 @@ export function createAuth(store: Store, options: AuthOptions = {}, now: () => n
     });
   }
 
+  /**
+   * The token record for a hash. A store answer is compared again in constant time, so a
+   * lax store lookup cannot let another token through; only records that passed are cached,
+   * so a cache hit (the lease hot path) costs no store call and no second hashing.
+   */
   async function lookup(hash: string): Promise<TokenRecord | undefined> {
     const t = now();
     const cached = cache.get(hash);
     if (cached !== undefined && t - cached.at < cacheMs) return cached.record;
     const record = await store.getTokenByHash(hash);
-    if (record === undefined) {
+    if (record === undefined || !tokensEqual(record.tokenHash, hash)) {
       cache.delete(hash);
       return undefined;
     }
@@ -151,8 +156,7 @@ export function createAuth(store: Store, options: AuthOptions = {}, now: () => n
       if (match === null) fail(ip, 'Malformed Authorization header: use `Authorization: Bearer <token>`.');
       const hash = hashToken(match[1] as string);
       const record = await lookup(hash);
-      // The store found it by hash; compare again in constant time so a lax store lookup cannot let another through.
-      if (record === undefined || !tokensEqual(record.tokenHash, hash) || record.revokedAt !== undefined) {
+      if (record === undefined || record.revokedAt !== undefined) {
         fail(
           ip,
           'Unknown or revoked token: check it, or ask an admin for a new one (`keypool tokens create`).',

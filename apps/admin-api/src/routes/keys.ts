@@ -1,5 +1,5 @@
 import { openSecret } from '@keypool/core';
-import type { KeyInfo, KeySpec } from '@keypool/spec';
+import type { KeyHealth, KeyInfo, KeySpec } from '@keypool/spec';
 import type { AppContext } from '../context.js';
 import { ApiError } from '../errors.js';
 import { defineRoute } from '../route.js';
@@ -20,10 +20,22 @@ const tag = 'keys';
 const notFound = { description: 'No such key', schema: ErrorSchema };
 const invalid = { description: 'Invalid input; `field` names it', schema: ErrorSchema };
 
+/**
+ * Live status by key id. `pool.health()` computes every key's health, so a request
+ * computes it once, not once per key (a list of 500 keys was quadratic).
+ */
+function liveStatuses(context: AppContext): Map<string, KeyHealth['status']> {
+  return new Map(context.pool.health().keys.map((k) => [k.id, k.status]));
+}
+
 /** A key as the API shows it: metadata, masked secret and live status. Never the secret, sealed or not. */
-function present(info: KeyInfo, context: AppContext) {
-  const health = context.pool.health().keys.find((k) => k.id === info.id);
-  return { ...info, ...(health !== undefined && { status: health.status }) };
+function present(info: KeyInfo, statuses: Map<string, KeyHealth['status']>) {
+  const status = statuses.get(info.id);
+  return { ...info, ...(status !== undefined && { status }) };
+}
+
+function presentOne(info: KeyInfo, context: AppContext) {
+  return present(info, liveStatuses(context));
 }
 
 async function findKey(context: AppContext, id: string): Promise<KeyInfo> {
@@ -47,7 +59,10 @@ export const keyRoutes = [
     tag,
     roles: READ,
     responses: { 200: { description: 'Keys', schema: KeyList } },
-    handle: (_call, context) => ({ body: { keys: context.pool.keys().map((k) => present(k, context)) } }),
+    handle: (_call, context) => {
+      const statuses = liveStatuses(context);
+      return { body: { keys: context.pool.keys().map((k) => present(k, statuses)) } };
+    },
   }),
   defineRoute({
     method: 'post',
@@ -64,7 +79,7 @@ export const keyRoutes = [
     async handle({ body, caller }, context) {
       const info = await context.pool.addKey(body as KeySpec);
       await context.audit(caller, 'key.create', info.id, { alias: info.alias, provider: info.provider });
-      return { status: 201, body: present(info, context) };
+      return { status: 201, body: presentOne(info, context) };
     },
   }),
   defineRoute({
@@ -76,7 +91,7 @@ export const keyRoutes = [
     params: IdParams,
     responses: { 200: { description: 'The key', schema: KeySchema }, 404: notFound },
     async handle({ params }, context) {
-      return { body: present(await findKey(context, params.id), context) };
+      return { body: presentOne(await findKey(context, params.id), context) };
     },
   }),
   defineRoute({
@@ -93,7 +108,7 @@ export const keyRoutes = [
       const info = await context.pool.updateKey(params.id, body as Partial<Omit<KeySpec, 'provider'>>);
       const fields = Object.keys(body).map((f) => (f === 'secret' ? 'secret (rotated)' : f));
       await context.audit(caller, 'key.update', info.id, { alias: info.alias, fields });
-      return { body: present(info, context) };
+      return { body: presentOne(info, context) };
     },
   }),
   defineRoute({
@@ -123,7 +138,7 @@ export const keyRoutes = [
       await findKey(context, params.id);
       const info = await context.pool.enableKey(params.id);
       await context.audit(caller, 'key.enable', info.id, { alias: info.alias });
-      return { body: present(info, context) };
+      return { body: presentOne(info, context) };
     },
   }),
   defineRoute({
@@ -142,7 +157,7 @@ export const keyRoutes = [
         alias: info.alias,
         ...(body.reason !== undefined && { reason: body.reason }),
       });
-      return { body: present(info, context) };
+      return { body: presentOne(info, context) };
     },
   }),
   defineRoute({
@@ -161,7 +176,7 @@ export const keyRoutes = [
         alias: info.alias,
         counters: body.counters ?? false,
       });
-      return { body: present(info, context) };
+      return { body: presentOne(info, context) };
     },
   }),
   defineRoute({
