@@ -1,9 +1,10 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { type MockUpstream, startMockUpstream } from '@keypool/testing';
+import { dashboardDir } from '@keypool/dashboard';
+import { isServiceAvailable, type MockUpstream, startMockUpstream } from '@keypool/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const BIN = resolve(import.meta.dirname, '../dist/bin.js');
@@ -12,6 +13,12 @@ const SECRET = 'sk-cli-test-aaaaaaaaaaaaaaaaaaaa9999';
 const SECRET_2 = 'sk-cli-test-bbbbbbbbbbbbbbbbbbbb8888';
 
 let dir: string;
+
+// The dashboard is a build output (`npm run build -w @keypool/dashboard`); without it the test
+// that `serve` answers / with it is skipped loudly (and fails under KEYPOOL_REQUIRE_SERVICES=1).
+const dashboardBuilt = await isServiceAvailable('The built dashboard', async () => {
+  if (!existsSync(join(dashboardDir, 'index.html'))) throw new Error(`no index.html in ${dashboardDir}`);
+});
 
 /** The caller's environment without keypool settings, so the defaults are what is tested. */
 function cleanEnv(): NodeJS.ProcessEnv {
@@ -202,10 +209,29 @@ describe('keypool (built binary)', () => {
     }
   }, 30_000);
 
+  it.skipIf(!dashboardBuilt)(
+    'serve: the dashboard at /, the API behind a token',
+    async () => {
+      const running = await serve();
+      expect(running.out()).toContain(`dashboard:  ${running.url}/`);
+      const page = await fetch(`${running.url}/`);
+      expect(page.status).toBe(200);
+      expect(page.headers.get('content-type')).toContain('text/html');
+      const html = await page.text();
+      expect(html).toContain('<div id="root">');
+      // A client-side route reloads into the same page; API paths stay API.
+      expect(await (await fetch(`${running.url}/keys`)).text()).toBe(html);
+      expect((await fetch(`${running.url}/v1/health`)).status).toBe(401);
+      expect(await stop(running.child)).toBe(0);
+    },
+    40_000,
+  );
+
   it('demo: serves with mock upstream keys and synthetic traffic', async () => {
     const demo = await keypool(['demo', '--port', '0', '--duration', '2', '--rate', '20']);
     expect(demo.code, demo.stderr).toBe(0);
     expect(demo.stdout).toMatch(/admin API on http:\/\/127\.0\.0\.1:\d+/);
+    if (dashboardBuilt) expect(demo.stdout).toMatch(/dashboard: {2}http:\/\/127\.0\.0\.1:\d+\//);
     const calls = Number(/after (\d+) calls/.exec(demo.stdout)?.[1]);
     expect(calls).toBeGreaterThan(5);
   }, 30_000);

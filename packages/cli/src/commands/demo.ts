@@ -2,7 +2,7 @@ import { createLogger, startServer } from '@keypool/admin-api';
 import type { KeyPool, KeySpec } from '@keypool/spec';
 import { startMockUpstream } from '@keypool/testing';
 import { type GlobalOptions, openPool } from '../open-pool.js';
-import { describeStart, stopOnSignals } from './serve.js';
+import { builtDashboard, describeStart, stopOnSignals } from './serve.js';
 
 export interface DemoOptions extends GlobalOptions {
   port: number;
@@ -106,6 +106,7 @@ export async function demo(options: DemoOptions): Promise<void> {
     limits: { rpm: 120 },
   }));
   const opened = await openPool(options, { keys });
+  const dashboard = builtDashboard();
   const running = await startServer({
     pool: opened.pool,
     masterKey: opened.masterKeys,
@@ -113,14 +114,22 @@ export async function demo(options: DemoOptions): Promise<void> {
     host: options.host,
     logger: createLogger({ level: process.env.LOG_LEVEL ?? 'warn' }),
     healthIntervalMs: 2000,
+    ...(dashboard !== undefined && { dashboardDir: dashboard }),
   });
   if (options.json) {
-    console.log(JSON.stringify({ url: running.url, upstream: mock.url, adminToken: running.adminToken }));
+    console.log(
+      JSON.stringify({
+        url: running.url,
+        ...(dashboard !== undefined && { dashboard: `${running.url}/` }),
+        upstream: mock.url,
+        adminToken: running.adminToken,
+      }),
+    );
   } else {
     console.log(
       `keypool demo: mock upstream on ${mock.url}, ${keys.length} demo keys, synthetic traffic at ${options.rate}/s`,
     );
-    describeStart(opened, running, (line) => console.log(line));
+    describeStart(opened, running, dashboard, (line) => console.log(line));
     if (running.adminToken === undefined) {
       console.log(
         '  (the store already had an admin token; use it, or `keypool tokens create --name me --role admin`)',

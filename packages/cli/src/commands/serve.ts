@@ -1,4 +1,7 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { createLogger, type RunningServer, startServer } from '@keypool/admin-api';
+import { dashboardDir } from '@keypool/dashboard';
 import { type GlobalOptions, type OpenedPool, openPool } from '../open-pool.js';
 import { displayUrl } from '../store-url.js';
 
@@ -7,9 +10,24 @@ export interface ServeOptions extends GlobalOptions {
   host: string;
 }
 
+/** The built dashboard, when there is one (a clone builds it with `npm start`). */
+export function builtDashboard(): string | undefined {
+  return existsSync(join(dashboardDir, 'index.html')) ? dashboardDir : undefined;
+}
+
 /** Says where things are, once, in words: store, master key, URL, and the first admin token. */
-export function describeStart(opened: OpenedPool, running: RunningServer, say: (line: string) => void): void {
+export function describeStart(
+  opened: OpenedPool,
+  running: RunningServer,
+  dashboard: string | undefined,
+  say: (line: string) => void,
+): void {
   say(`keypool admin API on ${running.url}`);
+  say(
+    dashboard !== undefined
+      ? `  dashboard:  ${running.url}/ (sign in with an admin, operator or viewer token)`
+      : '  dashboard:  not built (`npm run build -w @keypool/dashboard`), so / serves nothing',
+  );
   say(`  store:      ${displayUrl(opened.storeUrl)}`);
   const { masters } = opened;
   if (masters.source === 'env') say('  master key: from KEYPOOL_MASTER_KEY');
@@ -52,6 +70,7 @@ export function stopOnSignals(stop: () => Promise<void>): void {
 
 export async function serve(options: ServeOptions): Promise<void> {
   const opened = await openPool(options);
+  const dashboard = builtDashboard();
   let running: RunningServer;
   try {
     running = await startServer({
@@ -60,6 +79,7 @@ export async function serve(options: ServeOptions): Promise<void> {
       port: options.port,
       host: options.host,
       logger: createLogger(),
+      ...(dashboard !== undefined && { dashboardDir: dashboard }),
     });
   } catch (error) {
     await opened.pool.close();
@@ -77,13 +97,14 @@ export async function serve(options: ServeOptions): Promise<void> {
     console.log(
       JSON.stringify({
         url: running.url,
+        ...(dashboard !== undefined && { dashboard: `${running.url}/` }),
         store: displayUrl(opened.storeUrl),
         masterKey: opened.masters.source === 'env' ? 'env' : opened.masters.file,
         ...(running.adminToken !== undefined && { adminToken: running.adminToken }),
       }),
     );
   } else {
-    describeStart(opened, running, (line) => console.log(line));
+    describeStart(opened, running, dashboard, (line) => console.log(line));
   }
   stopOnSignals(() => running.close());
 }
