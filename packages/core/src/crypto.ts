@@ -3,6 +3,7 @@ import {
   createDecipheriv,
   createHash,
   createHmac,
+  hash,
   hkdfSync,
   randomBytes,
   timingSafeEqual,
@@ -157,7 +158,7 @@ export function maskSecret(secret: string): string {
 
 /** SHA-256 hex of an admin or service bearer token; only the hash is stored. */
 export function hashToken(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
+  return hash('sha256', token, 'hex');
 }
 
 /** Constant-time comparison of two token hashes, safe for inputs of different lengths. */

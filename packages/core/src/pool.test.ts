@@ -601,6 +601,24 @@ describe('lifecycle and plugins', () => {
     expect(String(error)).not.toContain('sk-test-secret-value-1234');
   });
 
+  it('restricts acquire to a stored pool and follows membership changes without a key change', async () => {
+    const pool = await makePool({ keys: keys(2) });
+    const [a, b] = pool.keys();
+    const now = Date.now();
+    await pool.store.putPool({ id: 'team', name: 'team', keyIds: [a!.id], createdAt: now, updatedAt: now });
+    await pool.refresh();
+    for (let i = 0; i < 3; i++) expect(await use(pool, { provider: 'openai', pool: 'team' })).toBe('k0');
+    await pool.store.putPool({
+      id: 'team',
+      name: 'team',
+      keyIds: [b!.id],
+      createdAt: now,
+      updatedAt: now + 1,
+    });
+    await pool.refresh();
+    expect(await use(pool, { provider: 'openai', pool: 'team' })).toBe('k1');
+  });
+
   it('collapses duplicate secrets and keeps operator changes across restarts of a shared store', async () => {
     const store = memoryStore();
     const closeStore = store.close.bind(store);

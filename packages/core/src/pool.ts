@@ -1063,12 +1063,25 @@ class Pool implements KeyPool {
   // -------------------------------------------------------------------------
 
   refresh(): Promise<void> {
-    if (this.refreshing !== undefined) return this.refreshing;
+    // A refresh already running may have read the store before the caller's write:
+    // queue exactly one more after it, shared by everyone who asks meanwhile.
+    if (this.queuedRefresh !== undefined) return this.queuedRefresh;
+    if (this.refreshing !== undefined) {
+      this.queuedRefresh = this.refreshing
+        .catch(() => undefined)
+        .then(() => {
+          this.queuedRefresh = undefined;
+          return this.refresh();
+        });
+      return this.queuedRefresh;
+    }
     this.refreshing = this.doRefresh().finally(() => {
       this.refreshing = undefined;
     });
     return this.refreshing;
   }
+
+  private queuedRefresh: Promise<void> | undefined;
 
   private async doRefresh(): Promise<void> {
     const version = await this.store.keysVersion();
@@ -1076,6 +1089,7 @@ class Pool implements KeyPool {
       this.keysVersion = version;
       await this.reloadKeys();
     }
+    await this.reloadPools();
     await this.sweepLeases();
     await this.refreshStates();
   }
@@ -1111,10 +1125,20 @@ class Pool implements KeyPool {
         this.emitter.emit('key:removed', this.keyEvent(entry));
       }
     }
+    this.tierCache.clear();
+  }
+
+  /** Pool membership changes without touching keys (and keysVersion), so it is read on every refresh. */
+  private async reloadPools(): Promise<void> {
     const pools = await this.store.listPools();
+    const signature = JSON.stringify(pools.map((p) => [p.id, p.keyIds]));
+    if (signature === this.poolSignature) return;
+    this.poolSignature = signature;
     this.poolMembers = new Map(pools.map((p) => [p.id, new Set(p.keyIds)]));
     this.tierCache.clear();
   }
+
+  private poolSignature = '';
 
   private async refreshStates(): Promise<void> {
     const ids = [...this.entries.keys()];
