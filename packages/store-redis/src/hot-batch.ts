@@ -12,8 +12,9 @@ const maxBatch = 16;
  * Coalesces the reserve/settle calls made in one tick into one call of the hot
  * script. A fire-and-forget release followed by the next acquire, or many
  * concurrent callers, then cost one EVALSHA (one command to encode, parse and
- * answer) instead of one each. The batch goes out on process.nextTick, as
- * ioredis's own auto-pipelining does, so a lone call waits for nothing.
+ * answer) instead of one each. The batch goes out on setImmediate, after the
+ * event loop's I/O phase: concurrent HTTP requests each arrive in their own I/O
+ * callback, and nextTick would send one batch per request.
  */
 export class HotBatch {
   private args: Arg[];
@@ -36,7 +37,7 @@ export class HotBatch {
     if (this.waiters.length >= maxBatch) this.flush();
     else if (!this.isScheduled) {
       this.isScheduled = true;
-      process.nextTick(this.flush);
+      setImmediate(this.flush);
     }
     return reply;
   }
@@ -55,7 +56,7 @@ export class HotBatch {
     try {
       sent = this.send(args);
     } catch (error) {
-      // Runs on nextTick: a synchronous throw here would be an uncaught exception.
+      // Runs on setImmediate: a synchronous throw here would be an uncaught exception.
       rejectAll(error);
       return;
     }
