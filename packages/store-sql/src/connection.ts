@@ -1,3 +1,4 @@
+import type { DatabaseSync } from 'node:sqlite';
 import { Kysely, MysqlDialect, PostgresDialect, SqliteDialect } from 'kysely';
 import { SqlStoreError } from './errors.js';
 import { openSqlite } from './sqlite.js';
@@ -15,6 +16,11 @@ export interface Connection {
   /** Shared by every store that opens the same SQLite file in this process (see `writeLockFor`). */
   lockId: unknown;
   isMemory: boolean;
+  /**
+   * SQLite opened from a URL: the `node:sqlite` handle under Kysely's single
+   * connection (opened on first use), for the synchronous hot path.
+   */
+  sqliteNative?: () => Promise<DatabaseSync>;
 }
 
 /**
@@ -49,8 +55,19 @@ export function connect(url: string): Connection {
     const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
     if (!path) throw invalidUrl(url);
     const isMemory = path === ':memory:';
-    const db = new Kysely({ dialect: new SqliteDialect({ database: async () => openSqlite(path) }) });
+    let native: DatabaseSync | undefined;
+    const database = async () => {
+      const opened = openSqlite(path);
+      native = opened.native;
+      return opened;
+    };
+    const db = new Kysely({ dialect: new SqliteDialect({ database }) });
     return {
+      async sqliteNative() {
+        // Kysely opens its one connection lazily: borrowing it once opens the file.
+        if (!native) await db.connection().execute(async () => undefined);
+        return native!;
+      },
       db,
       dialect: 'sqlite',
       isOwned: true,

@@ -63,6 +63,14 @@ export class SqlContext {
     );
   }
 
+  /**
+   * Runs `fn` holding the in-process writer queue of this database (SQLite: the
+   * hot path's synchronous transactions queue with the Kysely ones).
+   */
+  exclusive<T>(fn: () => T | Promise<T>): Promise<T> {
+    return this.#writeLock.run(async () => fn());
+  }
+
   /** Runs `fn` again on deadlocks, serialization failures and busy files (bounded, jittered). */
   async retrying<T>(fn: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {

@@ -1,3 +1,4 @@
+import type { DatabaseSync } from 'node:sqlite';
 import type {
   IneligibleReason,
   KeyState,
@@ -24,6 +25,8 @@ import {
   stateToRow,
   usageToRow,
 } from './rows.js';
+import { hasWindowTotals } from './schema.js';
+import { sqliteHotPath } from './sqlite-hot-path.js';
 
 /** A key's consumption as the reservation checks see it. */
 interface Consumption {
@@ -54,15 +57,20 @@ const expiredLeaseRetentionMs = 24 * 60 * 60_000;
  * and leases. Every change that must be atomic runs in one transaction that
  * first locks the key_state rows it depends on.
  */
-export function hotStateMethods(ctx: SqlContext) {
+export function hotStateMethods(ctx: SqlContext, sqliteNative?: () => Promise<DatabaseSync>) {
   const t = (name: Parameters<SqlContext['t']>[0]) => ctx.t(name);
   let lastPurgeAt = Number.NEGATIVE_INFINITY;
   const hotTransaction = <T>(fn: (tx: AnyKysely) => Promise<T>) => ctx.transaction(fn, { isHotState: true });
   const pg = ctx.dialect === 'postgres' ? postgresHotPath(ctx) : undefined;
   // A key's window entries and counters (and on PostgreSQL its window totals, which go with the entries).
-  const hotTables = pg
+  const hasTotals = hasWindowTotals(ctx.dialect);
+  const hotTables = hasTotals
     ? (['window_entries', 'window_totals', 'counters'] as const)
     : (['window_entries', 'counters'] as const);
+  // SQLite opened from a URL: synchronous prepared statements (sqlite-hot-path.ts). SQLite on
+  // your own Kysely instance runs the TypeScript path below and keeps the totals with it.
+  const sq = ctx.dialect === 'sqlite' && sqliteNative ? sqliteHotPath(ctx, sqliteNative) : undefined;
+  const tsTotals = ctx.dialect === 'sqlite' && !sq;
 
   async function selectStates(tx: AnyKysely, ids: readonly string[]): Promise<Row[]> {
     let q = tx.selectFrom(t('key_state')).selectAll().where('key_id', 'in', ids).orderBy('key_id');
@@ -183,6 +191,27 @@ export function hotStateMethods(ctx: SqlContext) {
       await tx.updateTable(t('key_state')).set(probe).where('key_id', '=', lease.keyId).execute();
   }
 
+  /**
+   * The TypeScript path on SQLite: rebuilds the running totals of `keyIds` from
+   * their entries (floor an hour back), so a hot-path store on the same file
+   * finds them true. Costs a count of the key's last hour; only stores on your
+   * own Kysely instance run it.
+   */
+  async function refreshTotals(tx: AnyKysely, keyIds: readonly string[], now: number): Promise<void> {
+    const floor = now - retentionMs;
+    for (const keyId of new Set(keyIds)) {
+      await sql`insert into ${ctx.ref('window_totals')} (key_id, floor_at, requests, tokens, inflight_requests, inflight_tokens)
+        select ${keyId}, ${floor}, coalesce(sum(case when stamp > ${floor} then 1 else 0 end), 0),
+          coalesce(sum(case when stamp > ${floor} then tokens else 0 end), 0),
+          coalesce(sum(case when stamp is null then 1 else 0 end), 0),
+          coalesce(sum(case when stamp is null then tokens else 0 end), 0)
+        from ${ctx.ref('window_entries')} where key_id = ${keyId} and (stamp is null or stamp > ${floor})
+        on conflict (key_id) do update set floor_at = excluded.floor_at, requests = excluded.requests,
+          tokens = excluded.tokens, inflight_requests = excluded.inflight_requests,
+          inflight_tokens = excluded.inflight_tokens`.execute(tx);
+    }
+  }
+
   async function freeProbeSlots(tx: AnyKysely, leaseIds: readonly string[]): Promise<void> {
     if (leaseIds.length === 0) return;
     await tx
@@ -197,8 +226,8 @@ export function hotStateMethods(ctx: SqlContext) {
     await hotTransaction(async (tx) => {
       // Entries in flight have no stamp and are never purged (their lease stamps them when it ends).
       let purge = tx.deleteFrom(t('window_entries')).where('stamp', '<', now - retentionMs);
-      // PostgreSQL: stamped entries still inside a key's running totals stay until a reservation moves past them.
-      if (pg) {
+      // Stamped entries still inside a key's running totals stay until a reservation moves past them.
+      if (hasTotals) {
         purge = purge.where(({ not, exists, selectFrom }) =>
           not(
             exists(
@@ -226,6 +255,7 @@ export function hotStateMethods(ctx: SqlContext) {
   return {
     async reserve(request: ReserveRequest): Promise<ReserveResult> {
       if (pg) return pg.reserve(request);
+      if (sq) return sq.reserve(request);
       const ids = [...new Set(request.candidates.map((c) => c.keyId))].sort();
       if (ids.length === 0) return { ok: false, retryAfterMs: null, reasons: {} };
       const parts = {
@@ -267,6 +297,7 @@ export function hotStateMethods(ctx: SqlContext) {
             if (request.model !== undefined) lease.model = request.model;
             if (request.meta !== undefined) lease.meta = request.meta;
             await recordReservation(tx, lease, request.now);
+            if (tsTotals) await refreshTotals(tx, [lease.keyId], request.now);
             return { ok: true, lease };
           }
           reasons[candidate.keyId] = verdict.reason;
@@ -291,6 +322,7 @@ export function hotStateMethods(ctx: SqlContext) {
 
     async settle(leaseId: string, settlement: Settlement): Promise<SettleResult> {
       if (pg) return pg.settle(leaseId, settlement);
+      if (sq) return sq.settle(leaseId, settlement);
       return hotTransaction(async (tx) => {
         let q = tx.selectFrom(t('leases')).selectAll().where('id', '=', leaseId);
         if (ctx.hasRowLocks) q = q.forUpdate();
@@ -308,6 +340,7 @@ export function hotStateMethods(ctx: SqlContext) {
             ? { stamp: lease.expiresAt, tokens: lease.estimatedTokens }
             : { stamp: settledStamp(lease, settlement), tokens: settlement.tokens };
           await tx.updateTable(t('window_entries')).set(entry).where('lease_id', '=', leaseId).execute();
+          if (tsTotals) await refreshTotals(tx, [lease.keyId], settlement.now);
         }
         if (!isExpired) {
           await tx
@@ -337,40 +370,48 @@ export function hotStateMethods(ctx: SqlContext) {
     },
 
     async expireLeases(now: number): Promise<LeaseRecord[]> {
-      const leases = await hotTransaction(async (tx) => {
-        let q = tx
-          .selectFrom(t('leases'))
-          .selectAll()
-          .where('status', '=', 'active')
-          .where('expires_at', '<=', now)
-          .orderBy('id');
-        // Another process sweeping at the same moment takes the rows we skip: each lease is returned once.
-        if (ctx.hasRowLocks) q = q.forUpdate().skipLocked();
-        const rows = await q.execute();
-        if (rows.length === 0) return [];
-        const ids = rows.map((r) => String(r.id));
-        await tx.updateTable(t('leases')).set({ status: 'expired' }).where('id', 'in', ids).execute();
-        const expired = rows.map(leaseFromRow);
-        // PostgreSQL: the running totals first (key_state, then totals, in key order, as reserve locks).
-        await pg?.expireEntries(tx, expired);
-        await freeProbeSlots(
-          tx,
-          expired.filter((l) => l.isProbe).map((l) => l.id),
-        );
-        // Unreported: the entry counts until expiresAt + windowMs, at its estimate.
-        const entries = t('window_entries');
-        await tx
-          .updateTable(entries)
-          .set((eb) => ({
-            stamp: eb
+      const leases = sq
+        ? await sq.expire(now)
+        : await hotTransaction(async (tx) => {
+            let q = tx
               .selectFrom(t('leases'))
-              .select('expires_at')
-              .whereRef(`${t('leases')}.id`, '=', `${entries}.lease_id`),
-          }))
-          .where('lease_id', 'in', ids)
-          .execute();
-        return expired;
-      });
+              .selectAll()
+              .where('status', '=', 'active')
+              .where('expires_at', '<=', now)
+              .orderBy('id');
+            // Another process sweeping at the same moment takes the rows we skip: each lease is returned once.
+            if (ctx.hasRowLocks) q = q.forUpdate().skipLocked();
+            const rows = await q.execute();
+            if (rows.length === 0) return [];
+            const ids = rows.map((r) => String(r.id));
+            await tx.updateTable(t('leases')).set({ status: 'expired' }).where('id', 'in', ids).execute();
+            const expired = rows.map(leaseFromRow);
+            // PostgreSQL: the running totals first (key_state, then totals, in key order, as reserve locks).
+            await pg?.expireEntries(tx, expired);
+            await freeProbeSlots(
+              tx,
+              expired.filter((l) => l.isProbe).map((l) => l.id),
+            );
+            // Unreported: the entry counts until expiresAt + windowMs, at its estimate.
+            const entries = t('window_entries');
+            await tx
+              .updateTable(entries)
+              .set((eb) => ({
+                stamp: eb
+                  .selectFrom(t('leases'))
+                  .select('expires_at')
+                  .whereRef(`${t('leases')}.id`, '=', `${entries}.lease_id`),
+              }))
+              .where('lease_id', 'in', ids)
+              .execute();
+            if (tsTotals)
+              await refreshTotals(
+                tx,
+                expired.map((l) => l.keyId),
+                now,
+              );
+            return expired;
+          });
       if (now - lastPurgeAt >= 60_000) await purgeOld(now);
       return leases;
     },
@@ -411,7 +452,7 @@ export function hotStateMethods(ctx: SqlContext) {
             .where('stamp', 'is not', null)
             .execute();
           await tx.deleteFrom(t('counters')).where('key_id', '=', keyId).execute();
-          if (pg) {
+          if (hasTotals) {
             await tx
               .updateTable(t('window_totals'))
               .set({ requests: 0, tokens: 0 })

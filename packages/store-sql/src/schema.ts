@@ -17,9 +17,17 @@ export const tableNames = [
   'counters',
   'leases',
 ] as const;
-/** Tables only PostgreSQL has (its hot path's running window totals). */
-export const postgresTableNames = ['window_totals'] as const;
-export type TableName = (typeof tableNames)[number] | (typeof postgresTableNames)[number];
+/** Tables only PostgreSQL and SQLite have (their hot paths' running window totals). */
+export const totalsTableNames = ['window_totals'] as const;
+export type TableName = (typeof tableNames)[number] | (typeof totalsTableNames)[number];
+
+/** PostgreSQL (0002/0003) and SQLite (0004) keep running window totals; MySQL counts entries. */
+export function hasWindowTotals(dialect: SqlDialectName): boolean {
+  return dialect !== 'mysql';
+}
+
+/** SQLite's floor for a totals row that counts every stamped entry (a safe JS integer, unlike bigint's minimum). */
+export const sqliteMinFloor = Number.MIN_SAFE_INTEGER;
 
 /** Where the store's tables live: an optional schema (PostgreSQL schema / MySQL database) and a name prefix. */
 export interface Layout {
@@ -242,6 +250,25 @@ function migrations(layout: Layout): Record<string, Migration> {
           await (dialect === 'mysql' ? drop.on(entries) : drop).execute();
         }
         if (dialect === 'postgres') await installPostgresWindowStamps(db, layout);
+      },
+    },
+    // SQLite's hot path (sqlite-hot-path.ts) keeps running window totals as PostgreSQL's does:
+    // built from the entries here, every stamped entry counting until the first reservation
+    // moves the floor up. MySQL keeps counting entries: nothing to do there.
+    '0004_sqlite_window_totals': {
+      async up(db: AnyKysely) {
+        if (dialect !== 'sqlite') return;
+        const totals = sql.table(t('window_totals'));
+        const entries = sql.table(t('window_entries'));
+        await sql`create table ${totals} (key_id varchar(255) primary key, floor_at bigint not null,
+          requests bigint not null, tokens bigint not null,
+          inflight_requests bigint not null, inflight_tokens bigint not null) without rowid`.execute(db);
+        await sql`insert into ${totals} (key_id, floor_at, requests, tokens, inflight_requests, inflight_tokens)
+          select key_id, ${sql.lit(sqliteMinFloor)}, count(stamp),
+            coalesce(sum(case when stamp is not null then tokens end), 0),
+            sum(case when stamp is null then 1 else 0 end),
+            coalesce(sum(case when stamp is null then tokens end), 0)
+          from ${entries} group by key_id`.execute(db);
       },
     },
   };

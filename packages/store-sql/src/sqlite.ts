@@ -6,7 +6,7 @@ import type { SqliteDatabase, SqliteStatement } from 'kysely';
  * expects (better-sqlite3's), so SQLite needs no native addon. Rows come back
  * with a null prototype; they are spread into plain objects here.
  */
-export function openSqlite(path: string): SqliteDatabase {
+export function openSqlite(path: string): SqliteDatabase & { native: DatabaseSync } {
   const db = new DatabaseSync(path);
   if (path !== ':memory:') {
     // WAL lets readers run beside the single writer; the busy timeout makes a
@@ -14,6 +14,8 @@ export function openSqlite(path: string): SqliteDatabase {
     db.exec('PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;');
   }
   return {
+    // The SQLite hot path (sqlite-hot-path.ts) runs its prepared statements on this directly.
+    native: db,
     close: () => db.close(),
     prepare(sqlText: string): SqliteStatement {
       const stmt = db.prepare(sqlText);

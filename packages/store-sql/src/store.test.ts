@@ -64,6 +64,7 @@ for (const dialect of DIALECTS) {
         '0001_initial',
         '0002_postgres_hot_path',
         '0003_window_stamps',
+        '0004_sqlite_window_totals',
       ]);
       expect(await migrate(run.options)).toEqual([]);
       const store = run.open();

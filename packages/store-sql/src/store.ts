@@ -61,7 +61,7 @@ export function sqlStore(options: SqlStoreOptions): SqlStore {
   const writeLock = writeLockFor(connection.dialect, connection.lockId);
   const ctx = new SqlContext(connection.db, layout, writeLock);
   const records = recordMethods(ctx);
-  const sqlHot = hotStateMethods(ctx);
+  const sqlHot = hotStateMethods(ctx, 'sqliteNative' in connection ? connection.sqliteNative : undefined);
   const hot = options.hotState;
   let isClosed = false;
 
