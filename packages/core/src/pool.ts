@@ -481,7 +481,7 @@ class Pool implements KeyPool {
       });
 
       if (classification === undefined) await this.onSuccess(entry, record, outcome, now);
-      else await this.onFailure(entry, record, classification, outcome, model, now);
+      else await this.onFailure(entry, record, classification, model, now);
     } catch (error) {
       // The caller can do nothing about a store hiccup at release; the pool reports it and the
       // lease expires on its own. Never rejecting makes fire-and-forget release safe.
@@ -570,7 +570,6 @@ class Pool implements KeyPool {
     entry: KeyEntry,
     record: LeaseRecord,
     classification: Classification & { upstream: UpstreamOutcome },
-    outcome: ReleaseOutcome,
     model: string | undefined,
     now: number,
   ): Promise<void> {
@@ -636,7 +635,6 @@ class Pool implements KeyPool {
       }
       default:
         // Caller errors and aborts say nothing about the key.
-        void outcome;
         return;
     }
   }
@@ -1312,7 +1310,7 @@ class Pool implements KeyPool {
       signal?.addEventListener('abort', onAbort, { once: true });
       if (wakeable) this.waiters.add(waiter);
       else this.sleepers.add(waiter);
-    }).finally(() => undefined);
+    });
   }
 
   private readonly sleepers = new Set<Waiter>();
