@@ -1,9 +1,10 @@
 import type { ReserveRequest, Settlement, Store } from '@keypool/spec';
 import { memoryStore } from '@keypool/store-memory';
-import { sql } from 'kysely';
+import { Kysely, SqliteDialect, sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { AnyKysely } from './connection.js';
 import { sqlStore } from './index.js';
+import { openSqlite } from './sqlite.js';
 import { target } from './test-fixture.js';
 
 const run = target('postgres');
@@ -18,10 +19,11 @@ function prng(seed: number) {
   };
 }
 
-// The PL/pgSQL functions keep the sliding window as running totals (in flight, stamped above a
-// floor); the TypeScript path (here on SQLite) counts the entries; the memory store is the
-// reference implementation. Fed the same sequence, they must decide alike, every time.
-describe.skipIf(!isUp)('sql:postgres functions vs the TypeScript path', () => {
+// The PL/pgSQL functions and SQLite's synchronous hot path keep the sliding window as running
+// totals (in flight, stamped above a floor); the TypeScript path (SQLite on your own Kysely
+// instance) counts the entries; the memory store is the reference implementation. Fed the same
+// sequence, they must decide alike, every time.
+describe.skipIf(!isUp)('sql:postgres functions vs SQLite hot path vs the TypeScript path', () => {
   afterAll(() => run.tearDown());
 
   it('decide every reservation, settlement and expiry as the memory store does (time moving forward)', async () => {
@@ -44,7 +46,12 @@ describe.skipIf(!isUp)('sql:postgres functions vs the TypeScript path', () => {
     const pg = run.open();
     const reference = sqlStore({ url: 'sqlite::memory:', migrate: true });
     await reference.init!();
-    const stores: Store[] = [pg, reference, ...options.extra];
+    const ownKysely = new Kysely({
+      dialect: new SqliteDialect({ database: async () => openSqlite(':memory:') }),
+    });
+    const typescriptPath = sqlStore({ db: ownKysely, dialect: 'sqlite', migrate: true });
+    await typescriptPath.init!();
+    const stores: Store[] = [pg, reference, typescriptPath, ...options.extra];
     /** Every store's answer, checked equal; the first one's is returned. */
     const same = async <T>(step: number, call: (store: Store) => Promise<T>): Promise<T> => {
       const [first, ...rest] = await Promise.all(stores.map(call));
@@ -135,9 +142,9 @@ describe.skipIf(!isUp)('sql:postgres functions vs the TypeScript path', () => {
               tokens: Number(r.tokens),
             })),
           );
-      expect(await entries(pg.db, `${run.options.schema}.window_entries`)).toStrictEqual(
-        await entries(reference.db, 'window_entries'),
-      );
+      const pgEntries = await entries(pg.db, `${run.options.schema}.window_entries`);
+      expect(await entries(reference.db, 'window_entries')).toStrictEqual(pgEntries);
+      expect(await entries(typescriptPath.db, 'window_entries')).toStrictEqual(pgEntries);
       // The running totals equal the entries they describe: unstamped ones in flight, stamped ones above the floor.
       const { rows } = await sql<{ key_id: string; drift: string }>`
         select t.key_id, abs(t.inflight_requests - count(e.lease_id) filter (where e.stamp is null))
@@ -153,8 +160,25 @@ describe.skipIf(!isUp)('sql:postgres functions vs the TypeScript path', () => {
         ['b', 0],
         ['c', 0],
       ]);
+      // Same on both SQLite paths (the TypeScript one rebuilds its totals, the hot path moves them).
+      for (const store of [reference, typescriptPath]) {
+        const { rows: drift } = await sql<{ key_id: string; drift: number }>`
+          select t.key_id, abs(t.inflight_requests - sum(case when e.stamp is null then 1 else 0 end))
+            + abs(t.inflight_tokens - coalesce(sum(case when e.stamp is null then e.tokens end), 0))
+            + abs(t.requests - sum(case when e.stamp > t.floor_at then 1 else 0 end))
+            + abs(t.tokens - coalesce(sum(case when e.stamp > t.floor_at then e.tokens end), 0)) as drift
+          from window_totals t left join window_entries e on e.key_id = t.key_id
+          group by t.key_id order by t.key_id`.execute(store.db);
+        expect(drift.map((r) => [r.key_id, Number(r.drift)])).toStrictEqual([
+          ['a', 0],
+          ['b', 0],
+          ['c', 0],
+        ]);
+      }
     } finally {
       await reference.close();
+      await typescriptPath.close();
+      await ownKysely.destroy();
     }
   }
 

@@ -7,12 +7,18 @@ import type {
   Settlement,
   SettleResult,
 } from '@keypool/spec';
-import type { SqlContext } from './context.js';
+import { isTransient, type SqlContext } from './context.js';
 import { check, settledStamp } from './hot-state.js';
 import { defaultState, leaseFromRow, leaseToRow, type Row, stateFromRow, usageToRow } from './rows.js';
 import { sqliteMinFloor, type TableName } from './schema.js';
 
 type Params = SQLInputValue[];
+interface QueuedCall {
+  fn: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 const usageColumns = Object.keys(
   usageToRow({
@@ -64,6 +70,8 @@ const leaseColumns = Object.keys(
 export function sqliteHotPath(ctx: SqlContext, open: () => Promise<DatabaseSync>) {
   let native: DatabaseSync | undefined;
   const statements = new Map<string, StatementSync>();
+  const queue: QueuedCall[] = [];
+  let isScheduled = false;
   const t = (name: TableName) => `"${ctx.t(name)}"`;
   const states = t('key_state');
   const entries = t('window_entries');
@@ -83,23 +91,62 @@ export function sqliteHotPath(ctx: SqlContext, open: () => Promise<DatabaseSync>
   const get = (text: string, ...params: Params) => stmt(text).get(...params) as Row | undefined;
   const run = (text: string, ...params: Params) => stmt(text).run(...params);
 
-  /** One write transaction, retried when another process holds the file (busy) or on a deadlock. */
+  /**
+   * Runs `fn` in a write transaction. Calls that arrive while one is queued or
+   * running share the next transaction (group commit: one WAL commit for many,
+   * which is most of a call's cost), each inside its own savepoint so a failing
+   * call rolls back alone and rejects alone; every caller hears back only after
+   * the COMMIT. The batch runs again as a whole when another process holds the
+   * file (busy).
+   */
   async function immediate<T>(fn: () => T): Promise<T> {
     native ??= await open();
-    const db = native;
-    return ctx.retrying(() =>
-      ctx.exclusive(() => {
-        db.exec('BEGIN IMMEDIATE');
+    return new Promise<T>((resolve, reject) => {
+      queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+      if (!isScheduled) schedule(native!);
+    });
+  }
+
+  function schedule(db: DatabaseSync): void {
+    isScheduled = true;
+    void ctx.exclusive(async () => {
+      isScheduled = false;
+      const batch = queue.splice(0);
+      try {
+        const outcomes = await ctx.retrying(async () => runBatch(db, batch));
+        outcomes.forEach((outcome, i) => {
+          if (outcome.ok) batch[i]!.resolve(outcome.value);
+          else batch[i]!.reject(outcome.error);
+        });
+      } catch (error) {
+        for (const op of batch) op.reject(error);
+      }
+    });
+  }
+
+  function runBatch(db: DatabaseSync, batch: readonly QueuedCall[]): Outcome[] {
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      const isAlone = batch.length === 1;
+      const outcomes = batch.map((op): Outcome => {
+        if (!isAlone) db.exec('SAVEPOINT keypool_call');
         try {
-          const result = fn();
-          db.exec('COMMIT');
-          return result;
+          const value = op.fn();
+          if (!isAlone) db.exec('RELEASE keypool_call');
+          return { ok: true, value };
         } catch (error) {
-          if (db.isTransaction) db.exec('ROLLBACK');
-          throw error;
+          if (isAlone) throw error;
+          db.exec('ROLLBACK TO keypool_call; RELEASE keypool_call');
+          return { ok: false, error };
         }
-      }),
-    );
+      });
+      db.exec('COMMIT');
+      return outcomes;
+    } catch (error) {
+      if (db.isTransaction) db.exec('ROLLBACK');
+      if (batch.length === 1 && !isTransient(error)) return [{ ok: false, error }];
+      throw error;
+    }
   }
 
   /**
