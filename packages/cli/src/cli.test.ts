@@ -228,11 +228,25 @@ describe('keypool (built binary)', () => {
   );
 
   it('demo: serves with mock upstream keys and synthetic traffic', async () => {
-    const demo = await keypool(['demo', '--port', '0', '--duration', '2', '--rate', '20']);
+    const demoData = join(dir, 'demo-data');
+    const demo = await keypool([
+      '--data-dir',
+      demoData,
+      'demo',
+      '--port',
+      '0',
+      '--duration',
+      '2',
+      '--rate',
+      '20',
+    ]);
     expect(demo.code, demo.stderr).toBe(0);
     expect(demo.stdout).toMatch(/admin API on http:\/\/127\.0\.0\.1:\d+/);
     if (dashboardBuilt) expect(demo.stdout).toMatch(/dashboard: {2}http:\/\/127\.0\.0\.1:\d+\//);
     const calls = Number(/after (\d+) calls/.exec(demo.stdout)?.[1]);
     expect(calls).toBeGreaterThan(5);
+    // The demo's memory store keeps nothing, so no master key file is left behind.
+    expect(demo.stdout).toMatch(/master key: throw-away/);
+    expect(existsSync(join(demoData, 'master.key'))).toBe(false);
   }, 30_000);
 });

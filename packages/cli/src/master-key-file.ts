@@ -15,7 +15,8 @@ export function masterKeyPaths(dataDir: string) {
 export interface LoadedMasterKeys {
   /** Newest first: during a rotation the new key, then the old one. */
   keys: MasterKey[];
-  source: 'env' | 'file' | 'generated';
+  /** `ephemeral`: made in memory for a store that keeps nothing (memory), never written. */
+  source: 'env' | 'file' | 'generated' | 'ephemeral';
   /** The file it came from (or was written to). */
   file?: string;
 }

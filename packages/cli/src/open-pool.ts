@@ -1,4 +1,4 @@
-import { createKeyPool, type MasterKey } from '@keypool/core';
+import { createKeyPool, generateMasterKey, type MasterKey, parseMasterKey } from '@keypool/core';
 import { anthropicProvider } from '@keypool/provider-anthropic';
 import { openaiProvider } from '@keypool/provider-openai';
 import type { KeyPool, Store } from '@keypool/spec';
@@ -40,6 +40,10 @@ export async function openPool(
   try {
     await store.init?.();
     let masters = loadMasterKeys(options.dataDir, { create: false });
+    if (masters === undefined && !store.capabilities.durable) {
+      // Nothing outlives the process: a key file would only be litter.
+      masters = { keys: [parseMasterKey(generateMasterKey())], source: 'ephemeral' };
+    }
     if (masters === undefined) {
       if ((await store.getMeta(CANARY_META)) !== undefined) {
         throw Object.assign(

@@ -31,6 +31,7 @@ export function describeStart(
   say(`  store:      ${displayUrl(opened.storeUrl)}`);
   const { masters } = opened;
   if (masters.source === 'env') say('  master key: from KEYPOOL_MASTER_KEY');
+  else if (masters.source === 'ephemeral') say('  master key: throw-away (the memory store keeps nothing)');
   else if (masters.source === 'generated') {
     say(
       `  master key: generated at ${masters.file} (mode 0600). Back it up: without it the stored secrets are lost.`,
@@ -99,7 +100,7 @@ export async function serve(options: ServeOptions): Promise<void> {
         url: running.url,
         ...(dashboard !== undefined && { dashboard: `${running.url}/` }),
         store: displayUrl(opened.storeUrl),
-        masterKey: opened.masters.source === 'env' ? 'env' : opened.masters.file,
+        masterKey: opened.masters.file ?? opened.masters.source,
         ...(running.adminToken !== undefined && { adminToken: running.adminToken }),
       }),
     );
