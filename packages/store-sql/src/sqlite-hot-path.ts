@@ -13,6 +13,8 @@ import { defaultState, leaseFromRow, leaseToRow, type Row, stateFromRow, usageTo
 import { sqliteMinFloor, type TableName } from './schema.js';
 
 type Params = SQLInputValue[];
+// Taken at load: fake timers in a user's tests must not stall the store.
+const deferred = setImmediate;
 interface QueuedCall {
   fn: () => unknown;
   resolve: (value: unknown) => void;
@@ -109,30 +111,35 @@ export function sqliteHotPath(ctx: SqlContext, open: () => Promise<DatabaseSync>
 
   function schedule(db: DatabaseSync): void {
     isScheduled = true;
-    void ctx.exclusive(async () => {
-      isScheduled = false;
-      const batch = queue.splice(0);
-      try {
-        const outcomes = await ctx.retrying(async () => runBatch(db, batch));
-        outcomes.forEach((outcome, i) => {
-          if (outcome.ok) batch[i]!.resolve(outcome.value);
-          else batch[i]!.reject(outcome.error);
-        });
-      } catch (error) {
-        for (const op of batch) op.reject(error);
-      }
-    });
+    // The batch starts on the next check phase, not in a microtask: callers that
+    // arrive in separate I/O callbacks (one per HTTP request) then still share it.
+    deferred(
+      () =>
+        void ctx.exclusive(async () => {
+          isScheduled = false;
+          const batch = queue.splice(0);
+          try {
+            const outcomes = await ctx.retrying(async () => runBatch(db, batch));
+            outcomes.forEach((outcome, i) => {
+              if (outcome.ok) batch[i]!.resolve(outcome.value);
+              else batch[i]!.reject(outcome.error);
+            });
+          } catch (error) {
+            for (const op of batch) op.reject(error);
+          }
+        }),
+    );
   }
 
   function runBatch(db: DatabaseSync, batch: readonly QueuedCall[]): Outcome[] {
-    db.exec('BEGIN IMMEDIATE');
+    stmt('BEGIN IMMEDIATE').run();
     try {
       const isAlone = batch.length === 1;
       const outcomes = batch.map((op): Outcome => {
-        if (!isAlone) db.exec('SAVEPOINT keypool_call');
+        if (!isAlone) stmt('SAVEPOINT keypool_call').run();
         try {
           const value = op.fn();
-          if (!isAlone) db.exec('RELEASE keypool_call');
+          if (!isAlone) stmt('RELEASE keypool_call').run();
           return { ok: true, value };
         } catch (error) {
           if (isAlone) throw error;
@@ -140,7 +147,7 @@ export function sqliteHotPath(ctx: SqlContext, open: () => Promise<DatabaseSync>
           return { ok: false, error };
         }
       });
-      db.exec('COMMIT');
+      stmt('COMMIT').run();
       return outcomes;
     } catch (error) {
       if (db.isTransaction) db.exec('ROLLBACK');
