@@ -1,7 +1,8 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts'],
+  // The SQLite hot path's worker thread loads its own entry (next to the chunk that starts it).
+  entry: ['src/index.ts', 'src/sqlite-hot-worker.ts'],
   format: ['esm'],
   dts: true,
   clean: true,
