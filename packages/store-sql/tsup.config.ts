@@ -1,8 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  // The SQLite hot path's worker thread loads its own entry (next to the chunk that starts it).
-  entry: ['src/index.ts', 'src/sqlite-hot-worker.ts'],
+  entry: ['src/index.ts'],
   format: ['esm'],
   dts: true,
   clean: true,

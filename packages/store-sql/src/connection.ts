@@ -1,9 +1,7 @@
-import { resolve } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { Kysely, MysqlDialect, PostgresDialect, SqliteDialect } from 'kysely';
 import { SqlStoreError } from './errors.js';
 import { openSqlite } from './sqlite.js';
-import type { SqliteHotSource } from './sqlite-group-commit.js';
 
 export type SqlDialectName = 'postgres' | 'mysql' | 'sqlite';
 
@@ -19,11 +17,10 @@ export interface Connection {
   lockId: unknown;
   isMemory: boolean;
   /**
-   * SQLite opened from a URL, for the synchronous hot path: a file's absolute
-   * path (its worker thread opens its own connection), or for `:memory:` the
-   * `node:sqlite` handle under Kysely's single connection (opened on first use).
+   * SQLite opened from a URL: the `node:sqlite` handle under Kysely's single
+   * connection (opened on first use), for the synchronous hot path.
    */
-  sqliteHot?: SqliteHotSource;
+  sqliteNative?: () => Promise<DatabaseSync>;
 }
 
 /**
@@ -58,20 +55,19 @@ export function connect(url: string): Connection {
     const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
     if (!path) throw invalidUrl(url);
     const isMemory = path === ':memory:';
-    let opened: DatabaseSync | undefined;
+    let native: DatabaseSync | undefined;
     const database = async () => {
-      const sqlite = openSqlite(path);
-      opened = sqlite.native;
-      return sqlite;
+      const opened = openSqlite(path);
+      native = opened.native;
+      return opened;
     };
     const db = new Kysely({ dialect: new SqliteDialect({ database }) });
-    const native = async () => {
-      // Kysely opens its one connection lazily: borrowing it once opens the database.
-      if (!opened) await db.connection().execute(async () => undefined);
-      return opened!;
-    };
     return {
-      sqliteHot: isMemory ? { native } : { path: resolve(path) },
+      async sqliteNative() {
+        // Kysely opens its one connection lazily: borrowing it once opens the file.
+        if (!native) await db.connection().execute(async () => undefined);
+        return native!;
+      },
       db,
       dialect: 'sqlite',
       isOwned: true,

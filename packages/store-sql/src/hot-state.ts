@@ -1,3 +1,4 @@
+import type { DatabaseSync } from 'node:sqlite';
 import type {
   IneligibleReason,
   KeyState,
@@ -25,7 +26,7 @@ import {
   usageToRow,
 } from './rows.js';
 import { hasWindowTotals } from './schema.js';
-import { type SqliteHotSource, sqliteHotPath } from './sqlite-group-commit.js';
+import { sqliteHotPath } from './sqlite-hot-path.js';
 
 /** A key's consumption as the reservation checks see it. */
 interface Consumption {
@@ -56,7 +57,7 @@ const expiredLeaseRetentionMs = 24 * 60 * 60_000;
  * and leases. Every change that must be atomic runs in one transaction that
  * first locks the key_state rows it depends on.
  */
-export function hotStateMethods(ctx: SqlContext, sqliteSource?: SqliteHotSource) {
+export function hotStateMethods(ctx: SqlContext, sqliteNative?: () => Promise<DatabaseSync>) {
   const t = (name: Parameters<SqlContext['t']>[0]) => ctx.t(name);
   let lastPurgeAt = Number.NEGATIVE_INFINITY;
   const hotTransaction = <T>(fn: (tx: AnyKysely) => Promise<T>) => ctx.transaction(fn, { isHotState: true });
@@ -66,10 +67,9 @@ export function hotStateMethods(ctx: SqlContext, sqliteSource?: SqliteHotSource)
   const hotTables = hasTotals
     ? (['window_entries', 'window_totals', 'counters'] as const)
     : (['window_entries', 'counters'] as const);
-  // SQLite opened from a URL: synchronous prepared statements (sqlite-hot-path.ts), on a worker
-  // thread for a file. SQLite on your own Kysely instance runs the TypeScript path below and
-  // keeps the totals with it.
-  const sq = ctx.dialect === 'sqlite' && sqliteSource ? sqliteHotPath(ctx, sqliteSource) : undefined;
+  // SQLite opened from a URL: synchronous prepared statements (sqlite-hot-path.ts). SQLite on
+  // your own Kysely instance runs the TypeScript path below and keeps the totals with it.
+  const sq = ctx.dialect === 'sqlite' && sqliteNative ? sqliteHotPath(ctx, sqliteNative) : undefined;
   const tsTotals = ctx.dialect === 'sqlite' && !sq;
 
   async function selectStates(tx: AnyKysely, ids: readonly string[]): Promise<Row[]> {
@@ -253,8 +253,6 @@ export function hotStateMethods(ctx: SqlContext, sqliteSource?: SqliteHotSource)
   }
 
   return {
-    /** Stops the SQLite hot path's worker thread, if one runs. */
-    close: async () => sq?.close(),
     async reserve(request: ReserveRequest): Promise<ReserveResult> {
       if (pg) return pg.reserve(request);
       if (sq) return sq.reserve(request);

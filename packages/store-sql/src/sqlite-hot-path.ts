@@ -7,13 +7,20 @@ import type {
   Settlement,
   SettleResult,
 } from '@keypool/spec';
-import { isTransient } from './context.js';
+import { isTransient, type SqlContext } from './context.js';
 import { check, settledStamp } from './hot-state.js';
 import { defaultState, leaseFromRow, leaseToRow, type Row, stateFromRow, usageToRow } from './rows.js';
 import { sqliteMinFloor, type TableName } from './schema.js';
 
 type Params = SQLInputValue[];
-export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+// Taken at load: fake timers in a user's tests must not stall the store.
+const deferred = setImmediate;
+interface QueuedCall {
+  fn: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 const usageColumns = Object.keys(
   usageToRow({
@@ -44,21 +51,14 @@ const leaseColumns = Object.keys(
   }),
 );
 
-/** One hot-path call, as it crosses to the worker thread (plain data). */
-export type HotCall =
-  | { op: 'reserve'; request: ReserveRequest }
-  | { op: 'settle'; leaseId: string; settlement: Settlement }
-  | { op: 'expire'; now: number };
-
 /**
  * SQLite's hot path: `reserve`, `settle` and the lease sweep of `expireLeases`
- * as synchronous `node:sqlite` calls on one connection, with prepared
- * statements cached per connection. `runBatch` runs the calls of one batch in
- * one `BEGIN IMMEDIATE … COMMIT` (the file's write lock: other connections
- * queue on it), each inside its own savepoint so a failing call rolls back
- * alone (group commit: one WAL commit for many, which is most of a call's cost).
- * No await between BEGIN and COMMIT. Runs on the worker thread for a file
- * (sqlite-hot-worker.ts), in the store's thread for `sqlite::memory:`.
+ * as synchronous `node:sqlite` calls on the store's own connection, with
+ * prepared statements cached per store, each in one `BEGIN IMMEDIATE … COMMIT`
+ * (the file's write lock: other processes queue on it) while holding the
+ * in-process writer queue (the Kysely transactions on the same file queue there
+ * too). No await between BEGIN and COMMIT, so nothing else in this process runs
+ * in between.
  *
  * It makes the same decisions as `check()` in hot-state.ts and PostgreSQL's
  * functions, and keeps the sliding window as the same running totals
@@ -69,9 +69,12 @@ export type HotCall =
  * requests in the window; a window that starts below the floor (a clock
  * behind, a longer window) counts exactly instead.
  */
-export function sqliteHotCore(db: DatabaseSync, prefix: string) {
+export function sqliteHotPath(ctx: SqlContext, open: () => Promise<DatabaseSync>) {
+  let native: DatabaseSync | undefined;
   const statements = new Map<string, StatementSync>();
-  const t = (name: TableName) => `"${prefix}${name}"`;
+  const queue: QueuedCall[] = [];
+  let isScheduled = false;
+  const t = (name: TableName) => `"${ctx.t(name)}"`;
   const states = t('key_state');
   const entries = t('window_entries');
   const totals = t('window_totals');
@@ -82,7 +85,7 @@ export function sqliteHotCore(db: DatabaseSync, prefix: string) {
   function stmt(text: string): StatementSync {
     let s = statements.get(text);
     if (!s) {
-      s = db.prepare(text);
+      s = native!.prepare(text);
       statements.set(text, s);
     }
     return s;
@@ -90,25 +93,52 @@ export function sqliteHotCore(db: DatabaseSync, prefix: string) {
   const get = (text: string, ...params: Params) => stmt(text).get(...params) as Row | undefined;
   const run = (text: string, ...params: Params) => stmt(text).run(...params);
 
-  function call(c: HotCall): unknown {
-    if (c.op === 'reserve') return reserveNow(c.request);
-    if (c.op === 'settle') return settleNow(c.leaseId, c.settlement);
-    return expireNow(c.now);
+  /**
+   * Runs `fn` in a write transaction. Calls that arrive while one is queued or
+   * running share the next transaction (group commit: one WAL commit for many,
+   * which is most of a call's cost), each inside its own savepoint so a failing
+   * call rolls back alone and rejects alone; every caller hears back only after
+   * the COMMIT. The batch runs again as a whole when another process holds the
+   * file (busy).
+   */
+  async function immediate<T>(fn: () => T): Promise<T> {
+    native ??= await open();
+    return new Promise<T>((resolve, reject) => {
+      queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+      if (!isScheduled) schedule(native!);
+    });
   }
 
-  /**
-   * The calls of one batch in one write transaction. A lone call's own error
-   * comes back as its outcome; a busy file (or a failing BEGIN/COMMIT) throws,
-   * and the caller runs the batch again as a whole or rejects every call.
-   */
-  function runBatch(batch: readonly HotCall[]): Outcome[] {
+  function schedule(db: DatabaseSync): void {
+    isScheduled = true;
+    // The batch starts on the next check phase, not in a microtask: callers that
+    // arrive in separate I/O callbacks (one per HTTP request) then still share it.
+    deferred(
+      () =>
+        void ctx.exclusive(async () => {
+          isScheduled = false;
+          const batch = queue.splice(0);
+          try {
+            const outcomes = await ctx.retrying(async () => runBatch(db, batch));
+            outcomes.forEach((outcome, i) => {
+              if (outcome.ok) batch[i]!.resolve(outcome.value);
+              else batch[i]!.reject(outcome.error);
+            });
+          } catch (error) {
+            for (const op of batch) op.reject(error);
+          }
+        }),
+    );
+  }
+
+  function runBatch(db: DatabaseSync, batch: readonly QueuedCall[]): Outcome[] {
     stmt('BEGIN IMMEDIATE').run();
     try {
       const isAlone = batch.length === 1;
-      const outcomes = batch.map((c): Outcome => {
+      const outcomes = batch.map((op): Outcome => {
         if (!isAlone) stmt('SAVEPOINT keypool_call').run();
         try {
-          const value = call(c);
+          const value = op.fn();
           if (!isAlone) stmt('RELEASE keypool_call').run();
           return { ok: true, value };
         } catch (error) {
@@ -407,5 +437,15 @@ export function sqliteHotCore(db: DatabaseSync, prefix: string) {
     return expired;
   }
 
-  return { runBatch };
+  return {
+    reserve(request: ReserveRequest): Promise<ReserveResult> {
+      if (request.candidates.length === 0) {
+        return Promise.resolve({ ok: false, retryAfterMs: null, reasons: {} });
+      }
+      return immediate(() => reserveNow(request));
+    },
+    settle: (leaseId: string, settlement: Settlement) => immediate(() => settleNow(leaseId, settlement)),
+    /** Claims the active leases that expired (each returned once: the write lock excludes other sweepers). */
+    expire: (now: number) => immediate(() => expireNow(now)),
+  };
 }

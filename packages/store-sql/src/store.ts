@@ -61,7 +61,7 @@ export function sqlStore(options: SqlStoreOptions): SqlStore {
   const writeLock = writeLockFor(connection.dialect, connection.lockId);
   const ctx = new SqlContext(connection.db, layout, writeLock);
   const records = recordMethods(ctx);
-  const sqlHot = hotStateMethods(ctx, 'sqliteHot' in connection ? connection.sqliteHot : undefined);
+  const sqlHot = hotStateMethods(ctx, 'sqliteNative' in connection ? connection.sqliteNative : undefined);
   const hot = options.hotState;
   let isClosed = false;
 
@@ -106,7 +106,6 @@ export function sqlStore(options: SqlStoreOptions): SqlStore {
     async close() {
       if (isClosed) return;
       isClosed = true;
-      await sqlHot.close();
       writeLock.release();
       if (connection.isOwned) await connection.db.destroy();
     },
