@@ -15,7 +15,7 @@ import { anthropicProvider } from '@keypool/provider-anthropic';
 import { openaiProvider } from '@keypool/provider-openai';
 import type { KeyPool, KeySpec } from '@keypool/spec';
 import { memoryStore } from '@keypool/store-memory';
-import { type MockUpstream, startMockUpstream } from '@keypool/testing';
+import { callMockUpstream, type MockUpstream, startMockUpstream } from '@keypool/testing';
 import express from 'express';
 import { dashboardDir } from '../index.js';
 
@@ -134,7 +134,6 @@ export async function startDashboardServer(options: DashboardServerOptions = {})
   // Synthetic traffic, as `keypool demo` sends it: lease, call the mock, report.
   let calls = 0;
   let n = 0;
-  const trafficKeys = Object.keys(DEMO_SECRETS);
   const oneCall = async () => {
     n++;
     const provider = n % 4 === 0 ? 'anthropic' : 'openai';
@@ -145,65 +144,19 @@ export async function startDashboardServer(options: DashboardServerOptions = {})
     } catch {
       return;
     }
-    const started = Date.now();
     try {
-      const response =
-        provider === 'openai'
-          ? await fetch(`${mock.url}/v1/chat/completions`, {
-              method: 'POST',
-              headers: { authorization: `Bearer ${lease.secret}`, 'content-type': 'application/json' },
-              body: JSON.stringify({ model, messages: [{ role: 'user', content: `dashboard e2e ${n}` }] }),
-            })
-          : await fetch(`${mock.url}/v1/messages`, {
-              method: 'POST',
-              headers: {
-                'x-api-key': lease.secret,
-                'anthropic-version': '2023-06-01',
-                'content-type': 'application/json',
-              },
-              body: JSON.stringify({
-                model,
-                max_tokens: 64,
-                messages: [{ role: 'user', content: `dashboard e2e ${n}` }],
-              }),
-            });
-      const body = (await response.json().catch(() => ({}))) as {
-        usage?: {
-          prompt_tokens?: number;
-          completion_tokens?: number;
-          input_tokens?: number;
-          output_tokens?: number;
-        };
-        error?: { code?: string; type?: string };
-      };
-      const latencyMs = Date.now() - started;
-      if (response.ok) {
-        await lease.release({
-          ok: true,
-          usage: {
-            inputTokens: body.usage?.prompt_tokens ?? body.usage?.input_tokens ?? 0,
-            outputTokens: body.usage?.completion_tokens ?? body.usage?.output_tokens ?? 0,
-          },
-          latencyMs,
-          headers: response.headers,
-        });
-      } else {
-        const code = body.error?.code ?? body.error?.type;
-        await lease.release({
-          ok: false,
-          status: response.status,
-          headers: response.headers,
-          latencyMs,
-          ...(code !== undefined && { code }),
-        });
-      }
-    } catch (error) {
-      await lease.release({ ok: false, kind: 'connection', error, latencyMs: Date.now() - started });
+      await lease.release(
+        await callMockUpstream(mock.url, {
+          provider,
+          model,
+          secret: lease.secret,
+          text: `dashboard e2e ${n}`,
+        }),
+      );
     } finally {
       calls++;
     }
   };
-  void trafficKeys;
   const traffic = setInterval(() => void oneCall(), Math.max(5, Math.round(1000 / (options.rate ?? 10))));
 
   const stopServer = async () => {

@@ -1,4 +1,5 @@
 export * from './mock-upstream.js';
+export { callMockUpstream, type MockCall } from './mock-upstream-client.js';
 export type { MockCounts, MockLogEntry, WindowPeak } from './mock-upstream-counts.js';
 export { maskSecret } from './mock-upstream-counts.js';
 export type { ReplyRequest } from './mock-upstream-dialect.js';

@@ -1,6 +1,6 @@
 import { createLogger, startServer } from '@keypool/admin-api';
 import type { KeyPool, KeySpec } from '@keypool/spec';
-import { startMockUpstream } from '@keypool/testing';
+import { callMockUpstream, startMockUpstream } from '@keypool/testing';
 import { type GlobalOptions, openPool } from '../open-pool.js';
 import { builtDashboard, describeStart, stopOnSignals } from './serve.js';
 
@@ -37,56 +37,9 @@ async function oneCall(
     affinity: `case-${n % 7}`,
     maxWaitMs: 2000,
   });
-  const started = Date.now();
-  try {
-    const response =
-      provider === 'openai'
-        ? await fetch(`${baseURL}/v1/chat/completions`, {
-            method: 'POST',
-            headers: { authorization: `Bearer ${lease.secret}`, 'content-type': 'application/json' },
-            body: JSON.stringify({ model, messages: [{ role: 'user', content: `demo request ${n}` }] }),
-          })
-        : await fetch(`${baseURL}/v1/messages`, {
-            method: 'POST',
-            headers: {
-              'x-api-key': lease.secret,
-              'anthropic-version': '2023-06-01',
-              'content-type': 'application/json',
-            },
-            body: JSON.stringify({
-              model,
-              max_tokens: 64,
-              messages: [{ role: 'user', content: `demo request ${n}` }],
-            }),
-          });
-    const body = (await response.json().catch(() => ({}))) as {
-      usage?: {
-        prompt_tokens?: number;
-        completion_tokens?: number;
-        input_tokens?: number;
-        output_tokens?: number;
-      };
-      error?: { code?: string; type?: string };
-    };
-    const usage = {
-      inputTokens: body.usage?.prompt_tokens ?? body.usage?.input_tokens ?? 0,
-      outputTokens: body.usage?.completion_tokens ?? body.usage?.output_tokens ?? 0,
-    };
-    const latencyMs = Date.now() - started;
-    if (response.ok) await lease.release({ ok: true, usage, latencyMs, headers: response.headers });
-    else {
-      const code = body.error?.code ?? body.error?.type;
-      await lease.release({
-        ok: false,
-        status: response.status,
-        headers: response.headers,
-        latencyMs,
-        ...(code !== undefined && { code }),
-      });
-    }
-  } catch (error) {
-    await lease.release({ ok: false, kind: 'connection', error, latencyMs: Date.now() - started });
-  }
+  await lease.release(
+    await callMockUpstream(baseURL, { provider, model, secret: lease.secret, text: `demo request ${n}` }),
+  );
 }
 
 export async function demo(options: DemoOptions): Promise<void> {
