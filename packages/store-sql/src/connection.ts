@@ -21,6 +21,16 @@ export interface Connection {
    * connection (opened on first use), for the synchronous hot path.
    */
   sqliteNative?: () => Promise<DatabaseSync>;
+  /**
+   * PostgreSQL opened from a URL: the `pg` pool under Kysely, so the hot path can
+   * send named (server-side prepared) statements, which Kysely does not.
+   */
+  pgPool?: () => Promise<PgQueryable>;
+}
+
+/** The part of a `pg` Pool the hot path uses: a query with a statement name. */
+export interface PgQueryable {
+  query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: Record<string, unknown>[] }>;
 }
 
 /**
@@ -29,15 +39,15 @@ export interface Connection {
  */
 export function connect(url: string): Connection {
   if (/^postgres(ql)?:\/\//.test(url)) {
-    const db = new Kysely({
-      dialect: new PostgresDialect({
-        pool: async () => {
-          const { default: pg } = await import('pg').catch(missingDriver('pg', 'PostgreSQL'));
-          return new pg.Pool({ connectionString: url });
-        },
-      }),
-    });
-    return { db, dialect: 'postgres', isOwned: true, lockId: db, isMemory: false };
+    let pool: Promise<import('pg').Pool> | undefined;
+    const openPool = () => {
+      pool ??= import('pg')
+        .catch(missingDriver('pg', 'PostgreSQL'))
+        .then(({ default: pg }) => new pg.Pool({ connectionString: url }));
+      return pool;
+    };
+    const db = new Kysely({ dialect: new PostgresDialect({ pool: openPool }) });
+    return { db, dialect: 'postgres', isOwned: true, lockId: db, isMemory: false, pgPool: openPool };
   }
   if (/^(mysql|mariadb):\/\//.test(url)) {
     const uri = url.replace(/^mariadb:/, 'mysql:');

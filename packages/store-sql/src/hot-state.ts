@@ -13,7 +13,7 @@ import type {
   UsageSnapshotQuery,
 } from '@keypool/spec';
 import { sql } from 'kysely';
-import type { AnyKysely } from './connection.js';
+import type { AnyKysely, PgQueryable } from './connection.js';
 import { num, type SqlContext } from './context.js';
 import { postgresHotPath } from './postgres-hot-path.js';
 import {
@@ -57,11 +57,16 @@ const expiredLeaseRetentionMs = 24 * 60 * 60_000;
  * and leases. Every change that must be atomic runs in one transaction that
  * first locks the key_state rows it depends on.
  */
-export function hotStateMethods(ctx: SqlContext, sqliteNative?: () => Promise<DatabaseSync>) {
+export interface NativeHandles {
+  sqliteNative?: () => Promise<DatabaseSync>;
+  pgPool?: () => Promise<PgQueryable>;
+}
+
+export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: NativeHandles = {}) {
   const t = (name: Parameters<SqlContext['t']>[0]) => ctx.t(name);
   let lastPurgeAt = Number.NEGATIVE_INFINITY;
   const hotTransaction = <T>(fn: (tx: AnyKysely) => Promise<T>) => ctx.transaction(fn, { isHotState: true });
-  const pg = ctx.dialect === 'postgres' ? postgresHotPath(ctx) : undefined;
+  const pg = ctx.dialect === 'postgres' ? postgresHotPath(ctx, pgPool) : undefined;
   // A key's window entries and counters (and on PostgreSQL its window totals, which go with the entries).
   const hasTotals = hasWindowTotals(ctx.dialect);
   const hotTables = hasTotals

@@ -6,8 +6,9 @@ import type {
   Settlement,
   SettleResult,
 } from '@keypool/spec';
-import { sql } from 'kysely';
-import type { AnyKysely } from './connection.js';
+import { createHash } from 'node:crypto';
+import { CompiledQuery, sql } from 'kysely';
+import type { AnyKysely, PgQueryable } from './connection.js';
 import { num, type SqlContext } from './context.js';
 import { leaseFromRow, type Row, usageToRow } from './rows.js';
 import type { Layout } from './schema.js';
@@ -37,8 +38,20 @@ import type { Layout } from './schema.js';
  * step) skip the WAL flush unless `durableHotState` is set, as the
  * TypeScript transactions do.
  */
-export function postgresHotPath(ctx: SqlContext) {
+export function postgresHotPath(ctx: SqlContext, pgPool?: () => Promise<PgQueryable>) {
   const isDurable = ctx.layout.isHotStateDurable;
+  const reserveCall = functionCall(ctx, 'keypool_reserve', 19);
+  const settleCall = functionCall(ctx, 'keypool_settle', 7);
+  // On a pool we opened, named statements: PostgreSQL parses and plans each call once per
+  // connection instead of on every call (Kysely sends unnamed ones). On the user's Kysely
+  // instance, the same text through Kysely.
+  const call = async (fn: FunctionCall, values: unknown[]): Promise<Row[]> => {
+    if (pgPool) {
+      const pool = await pgPool();
+      return ctx.retrying(async () => (await pool.query({ name: fn.name, text: fn.text, values })).rows as Row[]);
+    }
+    return ctx.retrying(async () => (await ctx.root.executeQuery<Row>(CompiledQuery.raw(fn.text, values))).rows);
+  };
   return {
     async reserve(request: ReserveRequest): Promise<ReserveResult> {
       // The first occurrence of a key decides, as in the TypeScript path.
@@ -47,16 +60,27 @@ export function postgresHotPath(ctx: SqlContext) {
       if (candidates.length === 0) return { ok: false, retryAfterMs: null, reasons: {} };
       const limit = (pick: (c: (typeof candidates)[number]) => number | undefined) =>
         candidates.map((c) => pick(c) ?? null);
-      const { rows } = await ctx.retrying(() =>
-        sql<Row>`select * from ${ctx.fn('keypool_reserve')}(${request.leaseId}, ${candidates.map((c) => c.keyId)},
-          ${limit((c) => c.limits.rpm)}, ${limit((c) => c.limits.tpm)}, ${limit((c) => c.limits.requestsPerDay)},
-          ${limit((c) => c.limits.tokensPerDay)}, ${limit((c) => c.limits.monthlyBudgetUsd)},
-          ${request.model ?? null}, ${request.estimatedTokens}, ${request.estimatedCostUsd}, ${request.now},
-          ${request.windowMs}, ${request.day}, ${request.month}, ${request.dayEndsAt}, ${request.monthEndsAt},
-          ${request.leaseTtlMs}, ${request.meta === undefined ? null : JSON.stringify(request.meta)}, ${isDurable})`.execute(
-          ctx.root,
-        ),
-      );
+      const rows = await call(reserveCall, [
+        request.leaseId,
+        candidates.map((c) => c.keyId),
+        limit((c) => c.limits.rpm),
+        limit((c) => c.limits.tpm),
+        limit((c) => c.limits.requestsPerDay),
+        limit((c) => c.limits.tokensPerDay),
+        limit((c) => c.limits.monthlyBudgetUsd),
+        request.model ?? null,
+        request.estimatedTokens,
+        request.estimatedCostUsd,
+        request.now,
+        request.windowMs,
+        request.day,
+        request.month,
+        request.dayEndsAt,
+        request.monthEndsAt,
+        request.leaseTtlMs,
+        request.meta === undefined ? null : JSON.stringify(request.meta),
+        isDurable,
+      ]);
       const row = rows[0] ?? {};
       if (row.lease_key_id !== null && row.lease_key_id !== undefined) {
         const lease: LeaseRecord = {
@@ -92,10 +116,15 @@ export function postgresHotPath(ctx: SqlContext) {
       const usage = settlement.usage === undefined ? null : JSON.stringify(usageToRow(settlement.usage));
       // Stamps are whole ms; rounding up keeps the entry in the window a little longer, never shorter.
       const respondedAt = settlement.respondedAt === undefined ? null : Math.ceil(settlement.respondedAt);
-      const { rows } = await ctx.retrying(() =>
-        sql<Row>`select * from ${ctx.fn('keypool_settle')}(${leaseId}, ${settlement.tokens}, ${settlement.costUsd},
-          ${settlement.now}, ${respondedAt}, ${usage}, ${isDurable})`.execute(ctx.root),
-      );
+      const rows = await call(settleCall, [
+        leaseId,
+        settlement.tokens,
+        settlement.costUsd,
+        settlement.now,
+        respondedAt,
+        usage,
+        isDurable,
+      ]);
       const row = rows[0];
       if (!row) return { status: 'already-settled' };
       return { status: row.status === 'expired' ? 'expired' : 'settled', lease: leaseFromRow(row) };
@@ -142,6 +171,21 @@ export function postgresHotPath(ctx: SqlContext) {
  * its old signature is dropped, so a process that predates 0003 fails loudly
  * instead of settling without stamping.
  */
+interface FunctionCall {
+  text: string;
+  /** Statement name: one per text, so stores on other schemas or prefixes never share a plan. */
+  name: string;
+}
+
+function functionCall(ctx: SqlContext, fn: string, arity: number): FunctionCall {
+  const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
+  const qualified = `${ctx.layout.prefix}${fn}`;
+  const target = ctx.layout.schema ? `${ident(ctx.layout.schema)}.${ident(qualified)}` : ident(qualified);
+  const params = Array.from({ length: arity }, (_, i) => `$${i + 1}`).join(', ');
+  const text = `select * from ${target}(${params})`;
+  return { text, name: `${fn}_${createHash('sha256').update(text).digest('hex').slice(0, 16)}` };
+}
+
 export async function installPostgresWindowStamps(db: AnyKysely, layout: Layout): Promise<void> {
   const schema =
     layout.schema ??

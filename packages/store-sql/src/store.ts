@@ -1,5 +1,5 @@
 import type { Settlement, SettleResult, Store, StoreCapabilities } from '@keypool/spec';
-import { type AnyKysely, connect, type SqlDialectName } from './connection.js';
+import { type AnyKysely, type Connection, connect, type SqlDialectName } from './connection.js';
 import { SqlContext, writeLockFor } from './context.js';
 import { SqlStoreError } from './errors.js';
 import { hotStateMethods } from './hot-state.js';
@@ -48,7 +48,7 @@ export interface SqlStore extends Store {
 
 /** A keypool `Store` on PostgreSQL, MySQL/MariaDB or SQLite through Kysely. */
 export function sqlStore(options: SqlStoreOptions): SqlStore {
-  const connection =
+  const connection: Connection =
     'url' in options
       ? connect(options.url)
       : { db: options.db, dialect: options.dialect, isOwned: false, lockId: options.db, isMemory: false };
@@ -61,7 +61,7 @@ export function sqlStore(options: SqlStoreOptions): SqlStore {
   const writeLock = writeLockFor(connection.dialect, connection.lockId);
   const ctx = new SqlContext(connection.db, layout, writeLock);
   const records = recordMethods(ctx);
-  const sqlHot = hotStateMethods(ctx, 'sqliteNative' in connection ? connection.sqliteNative : undefined);
+  const sqlHot = hotStateMethods(ctx, connection);
   const hot = options.hotState;
   let isClosed = false;
 
