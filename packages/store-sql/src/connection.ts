@@ -30,7 +30,11 @@ export interface Connection {
 
 /** The part of a `pg` Pool the hot path uses: a query with a statement name. */
 export interface PgQueryable {
-  query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: Record<string, unknown>[] }>;
+  query(config: {
+    name: string;
+    text: string;
+    values: unknown[];
+  }): Promise<{ rows: Record<string, unknown>[] }>;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type {
   IneligibleReason,
   LeaseRecord,
@@ -6,7 +7,6 @@ import type {
   Settlement,
   SettleResult,
 } from '@keypool/spec';
-import { createHash } from 'node:crypto';
 import { CompiledQuery, sql } from 'kysely';
 import type { AnyKysely, PgQueryable } from './connection.js';
 import { num, type SqlContext } from './context.js';
@@ -48,9 +48,13 @@ export function postgresHotPath(ctx: SqlContext, pgPool?: () => Promise<PgQuerya
   const call = async (fn: FunctionCall, values: unknown[]): Promise<Row[]> => {
     if (pgPool) {
       const pool = await pgPool();
-      return ctx.retrying(async () => (await pool.query({ name: fn.name, text: fn.text, values })).rows as Row[]);
+      return ctx.retrying(
+        async () => (await pool.query({ name: fn.name, text: fn.text, values })).rows as Row[],
+      );
     }
-    return ctx.retrying(async () => (await ctx.root.executeQuery<Row>(CompiledQuery.raw(fn.text, values))).rows);
+    return ctx.retrying(
+      async () => (await ctx.root.executeQuery<Row>(CompiledQuery.raw(fn.text, values))).rows,
+    );
   };
   return {
     async reserve(request: ReserveRequest): Promise<ReserveResult> {
