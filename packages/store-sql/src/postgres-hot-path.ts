@@ -15,8 +15,8 @@ import type { Layout } from './schema.js';
 
 /**
  * PostgreSQL's hot path: `reserve` and `settle` as PL/pgSQL functions, one
- * round trip each (installed by migration 0003; 0002 shipped their first
- * version). They apply the checks of `check()` in hot-state.ts in the same
+ * round trip each (installed by migration 0005; 0002 and 0003 shipped
+ * earlier versions). They apply the checks of `check()` in hot-state.ts in the same
  * order (MySQL and SQLite run that TypeScript path) and take their locks in the
  * same order as the TypeScript transactions: key_state rows (sorted),
  * window_totals, counters.
@@ -24,10 +24,13 @@ import type { Layout } from './schema.js';
  * The sliding window (see "Window entries" in @keypool/spec's README) is kept
  * as running totals per key in `window_totals`: the entries in flight
  * (`inflight_requests`, `inflight_tokens`: unstamped, they always count) and
- * the stamped entries with stamp > floor_at (`requests`, `tokens`). A
- * reservation moves floor_at up to its window's start, subtracting the stamped
- * entries that left, so it costs the same with 10 or 10,000 requests in the
- * window; a settle or an expiry moves its entry from in flight to stamped
+ * the stamped entries with stamp > floor_at (`requests`, `tokens`). Totals
+ * whose floor lags the window's start can only count more than the window
+ * holds, so a check that passes on them is exact; a reservation moves floor_at
+ * up to its window's start (subtracting the stamped entries that left) only
+ * when a check fails on them or the floor lags by more than a quarter window.
+ * So it costs the same with 10 or 10,000 requests in the window and, most of
+ * the time, reads no entries at all; a settle or an expiry moves its entry from in flight to stamped
  * (counted only if the stamp is above the floor: otherwise it has already left).
  * When a request's window starts before floor_at (clocks differ, or a longer
  * window), the function counts the stamped entries exactly instead.
@@ -168,13 +171,6 @@ export function postgresHotPath(ctx: SqlContext, pgPool?: () => Promise<PgQuerya
   };
 }
 
-/**
- * Migration 0003 on PostgreSQL, after window_entries got its `stamp` column:
- * window totals split into in flight and stamped (rebuilt from the entries),
- * and the functions that stamp entries. keypool_settle takes `respondedAt` now;
- * its old signature is dropped, so a process that predates 0003 fails loudly
- * instead of settling without stamping.
- */
 interface FunctionCall {
   text: string;
   /** Statement name: one per text, so stores on other schemas or prefixes never share a plan. */
@@ -182,7 +178,6 @@ interface FunctionCall {
 }
 
 function functionCall(ctx: SqlContext, fn: string, arity: number): FunctionCall {
-  const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
   const qualified = `${ctx.layout.prefix}${fn}`;
   const target = ctx.layout.schema ? `${ident(ctx.layout.schema)}.${ident(qualified)}` : ident(qualified);
   const params = Array.from({ length: arity }, (_, i) => `$${i + 1}`).join(', ');
@@ -190,18 +185,26 @@ function functionCall(ctx: SqlContext, fn: string, arity: number): FunctionCall 
   return { text, name: `${fn}_${createHash('sha256').update(text).digest('hex').slice(0, 16)}` };
 }
 
-export async function installPostgresWindowStamps(db: AnyKysely, layout: Layout): Promise<void> {
+const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/**
+ * Migration 0005 on PostgreSQL: the same two functions with the same contract,
+ * in fewer statements (each costs a plan execution inside the function): the
+ * window floor moves lazily, state and day/month counters are read together,
+ * and a settle claims its lease and writes entries, counters and usage in two
+ * statements instead of six.
+ */
+export async function installPostgresFewerStatements(db: AnyKysely, layout: Layout): Promise<void> {
   const schema =
     layout.schema ??
     String((await sql<{ s: string }>`select current_schema() as s`.execute(db)).rows[0]?.s ?? 'public');
-  const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
   const q = (name: string) => `${ident(schema)}.${ident(`${layout.prefix}${name}`)}`;
-  for (const statement of postgresDdl(q)) await sql.raw(statement).execute(db);
+  for (const statement of functionsDdl(q)) await sql.raw(statement).execute(db);
 }
 
 const minBigint = '-9223372036854775808';
 
-function postgresDdl(q: (name: string) => string): string[] {
+function functionsDdl(q: (name: string) => string): string[] {
   const states = q('key_state');
   const entries = q('window_entries');
   const totals = q('window_totals');
@@ -209,17 +212,6 @@ function postgresDdl(q: (name: string) => string): string[] {
   const leases = q('leases');
   const usage = q('usage');
   return [
-    `alter table ${totals} add column inflight_requests bigint not null default 0,
-      add column inflight_tokens bigint not null default 0`,
-    // Rebuilt from the (now stamped) entries: every stamped entry counts (floor at the minimum)
-    // until the first reservation moves the floor up.
-    `delete from ${totals}`,
-    `insert into ${totals} (key_id, floor_at, requests, tokens, inflight_requests, inflight_tokens)
-      select key_id, ${minBigint}, count(stamp), coalesce(sum(tokens) filter (where stamp is not null), 0),
-        count(*) filter (where stamp is null), coalesce(sum(tokens) filter (where stamp is null), 0)
-      from ${entries} group by key_id`,
-    `drop function if exists ${q('keypool_settle')}(text, bigint, float8, bigint, text, boolean)`,
-
     `create or replace function ${q('keypool_reserve')}(
       p_lease_id text, p_key_ids text[], p_rpm float8[], p_tpm float8[], p_rpd float8[], p_tpd float8[],
       p_budget float8[], p_model text, p_tokens bigint, p_cost float8, p_now bigint, p_window_ms bigint,
@@ -230,13 +222,15 @@ function postgresDdl(q: (name: string) => string): string[] {
     declare
       n int := cardinality(p_key_ids);
       cutoff bigint := p_now - p_window_ms;
+      -- Past this, the floor moves even when every check passes (keeps the totals' backlog short).
+      stale_floor bigint := p_now - p_window_ms - p_window_ms / 4;
       locked int;
       k text;
       st record;
       wt record;
       has_totals boolean;
+      is_floor_moved boolean;
       v_floor bigint;
-      v_floor_was bigint;
       agg_requests bigint;
       agg_tokens bigint;
       fl_requests bigint;
@@ -246,9 +240,6 @@ function postgresDdl(q: (name: string) => string): string[] {
       gone_requests bigint;
       gone_tokens bigint;
       frees_at bigint;
-      d_requests bigint;
-      d_tokens bigint;
-      m_cost float8;
       reason text;
       r_at bigint;
       probe boolean;
@@ -272,7 +263,16 @@ function postgresDdl(q: (name: string) => string): string[] {
         r_at := null;
         probe := false;
         has_totals := false;
-        select * into st from ${states} s where s.key_id = k;
+        is_floor_moved := false;
+        -- The state (locked above) and today's and this month's counters, in one read.
+        select s.invalid_since, s.exhausted_until, s.cooling_until, s.blocked_models, s.breaker,
+            s.breaker_open_until, s.probe_lease_id,
+            d.requests as d_requests, d.tokens as d_tokens, m.cost_usd as m_cost
+          into st
+          from ${states} s
+          left join ${counters} d on d.key_id = s.key_id and d.window_id = p_day
+          left join ${counters} m on m.key_id = s.key_id and m.window_id = p_month
+          where s.key_id = k;
         if st.invalid_since is not null then
           reason := 'invalid';
         elsif st.exhausted_until > p_now then
@@ -290,8 +290,7 @@ function postgresDdl(q: (name: string) => string): string[] {
         else
           probe := st.breaker in ('open', 'half-open');
           if p_rpm[i] is not null or p_tpm[i] is not null then
-            -- Window totals: lock, then read the entries (a new snapshot, so a settle that
-            -- held the lock is seen whole), subtract the stamped ones that left the window.
+            -- Window totals: lock (a settle moving an entry waits, or is seen whole).
             select * into wt from ${totals} t where t.key_id = k for update;
             if not found then
               insert into ${totals} (key_id, floor_at, requests, tokens, inflight_requests, inflight_tokens)
@@ -302,22 +301,28 @@ function postgresDdl(q: (name: string) => string): string[] {
               fl_requests := wt.inflight_requests; fl_tokens := wt.inflight_tokens;
             end if;
             has_totals := true;
-            v_floor_was := v_floor;
-            if v_floor <= cutoff then
+            -- Entries in flight always count.
+            w_requests := agg_requests + fl_requests;
+            w_tokens := agg_tokens + fl_tokens;
+            if v_floor > cutoff then
+              -- The window starts before the totals' floor: count exactly, leave the totals alone.
+              select count(*), coalesce(sum(e.tokens), 0) into w_requests, w_tokens
+                from ${entries} e where e.key_id = k and e.stamp > cutoff;
+              w_requests := w_requests + fl_requests;
+              w_tokens := w_tokens + fl_tokens;
+            elsif v_floor <= stale_floor
+                or (p_rpm[i] is not null and w_requests + 1 > p_rpm[i])
+                or (p_tpm[i] is not null and w_tokens + p_tokens > p_tpm[i]) then
+              -- Totals since a floor before the window can only count more: move the floor up.
               select count(*), coalesce(sum(e.tokens), 0) into gone_requests, gone_tokens
                 from ${entries} e where e.key_id = k and e.stamp > v_floor and e.stamp <= cutoff;
               agg_requests := agg_requests - gone_requests;
               agg_tokens := agg_tokens - gone_tokens;
               v_floor := cutoff;
-              w_requests := agg_requests; w_tokens := agg_tokens;
-            else
-              -- The window starts before the totals' floor: count exactly, leave the totals alone.
-              select count(*), coalesce(sum(e.tokens), 0) into w_requests, w_tokens
-                from ${entries} e where e.key_id = k and e.stamp > cutoff;
+              is_floor_moved := true;
+              w_requests := agg_requests + fl_requests;
+              w_tokens := agg_tokens + fl_tokens;
             end if;
-            -- Entries in flight always count.
-            w_requests := w_requests + fl_requests;
-            w_tokens := w_tokens + fl_tokens;
             if (p_rpm[i] is not null and w_requests + 1 > p_rpm[i])
                 or (p_tpm[i] is not null and w_tokens + p_tokens > p_tpm[i]) then
               -- The oldest stamped entry leaves first; entries in flight no sooner than a window from now.
@@ -330,24 +335,20 @@ function postgresDdl(q: (name: string) => string): string[] {
               end if;
             end if;
           end if;
-          if reason is null and (p_rpd[i] is not null or p_tpd[i] is not null or p_budget[i] is not null) then
-            select max(c.requests) filter (where c.window_id = p_day), max(c.tokens) filter (where c.window_id = p_day),
-                max(c.cost_usd) filter (where c.window_id = p_month)
-              into d_requests, d_tokens, m_cost
-              from ${counters} c where c.key_id = k and c.window_id in (p_day, p_month);
-            if p_rpd[i] is not null and coalesce(d_requests, 0) + 1 > p_rpd[i] then
+          if reason is null then
+            if p_rpd[i] is not null and coalesce(st.d_requests, 0) + 1 > p_rpd[i] then
               reason := 'requests-per-day'; r_at := p_day_ends_at;
-            elsif p_tpd[i] is not null and coalesce(d_tokens, 0) + p_tokens > p_tpd[i] then
+            elsif p_tpd[i] is not null and coalesce(st.d_tokens, 0) + p_tokens > p_tpd[i] then
               reason := 'tokens-per-day'; r_at := p_day_ends_at;
-            elsif p_budget[i] is not null and coalesce(m_cost, 0) + p_cost > p_budget[i] then
+            elsif p_budget[i] is not null and coalesce(st.m_cost, 0) + p_cost > p_budget[i] then
               reason := 'monthly-budget'; r_at := p_month_ends_at;
             end if;
           end if;
         end if;
 
         if reason is null then
-          -- Reserve: window totals (one more in flight), then the unstamped window entry, day/month
-          -- counters and lease, then the probe slot.
+          -- Reserve: window totals (one more in flight; locked above when there are any), then the
+          -- unstamped window entry, day/month counters and lease in one statement, then the probe slot.
           if has_totals then
             update ${totals} t set floor_at = v_floor, requests = agg_requests, tokens = agg_tokens,
                 inflight_requests = fl_requests + 1, inflight_tokens = fl_tokens + p_tokens
@@ -358,7 +359,6 @@ function postgresDdl(q: (name: string) => string): string[] {
               on conflict (key_id) do update
               set inflight_requests = t.inflight_requests + 1, inflight_tokens = t.inflight_tokens + p_tokens;
           end if;
-          -- One statement for the three inserts (fewer executor round trips inside the function).
           with entry as (
             insert into ${entries} (lease_id, key_id, reserved_at, tokens, stamp)
               values (p_lease_id, k, p_now, p_tokens, null)
@@ -384,7 +384,7 @@ function postgresDdl(q: (name: string) => string): string[] {
         end if;
 
         refusals[i] := reason;
-        if has_totals and v_floor <> v_floor_was then
+        if is_floor_moved then
           -- Keep the totals moving for keys that are checked but not chosen.
           update ${totals} t set floor_at = v_floor, requests = agg_requests, tokens = agg_tokens
             where t.key_id = k;
@@ -410,11 +410,15 @@ function postgresDdl(q: (name: string) => string): string[] {
       if not p_is_durable then
         perform set_config('synchronous_commit', 'off', true);
       end if;
-      select * into l from ${leases} x where x.id = p_lease_id for update;
-      if not found or l.status = 'settled' then
+      -- Claim the lease and keep the row as it was (the subquery locks it first; a settle that
+      -- won the race leaves it 'settled', so this one finds nothing).
+      update ${leases} x set status = 'settled'
+        from (select * from ${leases} y where y.id = p_lease_id and y.status <> 'settled' for update) o
+        where x.id = o.id
+        returning o.* into l;
+      if not found then
         return;
       end if;
-      update ${leases} x set status = 'settled' where x.id = p_lease_id;
       if l.status = 'active' then
         -- Lock order as in reserve: key_state, then window totals, then counters.
         if l.is_probe = 1 then
@@ -436,17 +440,17 @@ function postgresDdl(q: (name: string) => string): string[] {
             requests = t.requests + case when v_stamp > t.floor_at then 1 else 0 end,
             tokens = t.tokens + case when v_stamp > t.floor_at then v_tokens else 0 end
           where t.key_id = l.key_id;
-        update ${entries} e set stamp = v_stamp, tokens = v_tokens where e.lease_id = p_lease_id;
-        if is_on_time then
+        with stamped as (
+          update ${entries} e set stamp = v_stamp, tokens = v_tokens where e.lease_id = p_lease_id
+        ), counted as (
           update ${counters} c set tokens = c.tokens + (p_tokens - l.estimated_tokens),
               cost_usd = c.cost_usd + (p_cost - l.estimated_cost_usd)
-            where c.key_id = l.key_id and c.window_id in (l.day, l.month);
-          l.status := 'settled';
-        else
-          l.status := 'expired';
-        end if;
-      end if;
-      if p_usage is not null then
+            where is_on_time and c.key_id = l.key_id and c.window_id in (l.day, l.month)
+        )
+        insert into ${usage} select * from jsonb_populate_record(null::${usage}, p_usage::jsonb)
+          where p_usage is not null;
+        l.status := case when is_on_time then 'settled' else 'expired' end;
+      elsif p_usage is not null then
         insert into ${usage} select * from jsonb_populate_record(null::${usage}, p_usage::jsonb);
       end if;
       return next l;

@@ -2,8 +2,9 @@ import { type ExpressionBuilder, sql } from 'kysely';
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
 import type { AnyKysely, SqlDialectName } from './connection.js';
 import { SqlStoreError } from './errors.js';
-import { installPostgresWindowStamps } from './postgres-hot-path.js';
+import { installPostgresFewerStatements } from './postgres-hot-path.js';
 import { installPostgresHotPath0002 } from './postgres-hot-path-0002.js';
+import { installPostgresWindowStamps } from './postgres-hot-path-0003.js';
 
 export const tableNames = [
   'keys',
@@ -269,6 +270,13 @@ function migrations(layout: Layout): Record<string, Migration> {
             sum(case when stamp is null then 1 else 0 end),
             coalesce(sum(case when stamp is null then tokens end), 0)
           from ${entries} group by key_id`.execute(db);
+      },
+    },
+    // PostgreSQL: the same reserve and settle in fewer statements (lazy window floor, one read
+    // for state and counters, a settle in two writes). Same signatures: callers do not change.
+    '0005_postgres_fewer_statements': {
+      async up(db: AnyKysely) {
+        if (dialect === 'postgres') await installPostgresFewerStatements(db, layout);
       },
     },
   };

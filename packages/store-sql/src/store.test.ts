@@ -65,6 +65,7 @@ for (const dialect of DIALECTS) {
         '0002_postgres_hot_path',
         '0003_window_stamps',
         '0004_sqlite_window_totals',
+        '0005_postgres_fewer_statements',
       ]);
       expect(await migrate(run.options)).toEqual([]);
       const store = run.open();

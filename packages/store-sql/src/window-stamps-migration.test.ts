@@ -97,10 +97,12 @@ for (const dialect of DIALECTS) {
         .values({ key_id: 'k', breaker: 'closed', consecutive_failures: 0, updated_at: T0 - 10_000 })
         .execute();
 
-      // 0004 then builds SQLite's running totals from the converted entries (a no-op elsewhere).
+      // 0004 then builds SQLite's running totals from the converted entries; 0005 replaces PostgreSQL's
+      // functions (each a no-op elsewhere).
       expect(await runMigrations(old.db, layout)).toEqual([
         '0003_window_stamps',
         '0004_sqlite_window_totals',
+        '0005_postgres_fewer_statements',
       ]);
       const store = run.open();
       await store.init!();
