@@ -279,6 +279,17 @@ function migrations(layout: Layout): Record<string, Migration> {
         if (dialect === 'postgres') await installPostgresFewerStatements(db, layout);
       },
     },
+    // No query filters usage by day or month (they are only grouped on; ranges go by time), so
+    // their indexes were two more writes on every usage row, i.e. on every settle.
+    '0006_usage_fewer_indexes': {
+      async up(db: AnyKysely) {
+        const s = layout.schema ? db.schema.withSchema(layout.schema) : db.schema;
+        for (const name of ['day', 'month']) {
+          const drop = s.dropIndex(`${prefix}usage_${name}`);
+          await (dialect === 'mysql' ? drop.on(t('usage')) : drop).execute();
+        }
+      },
+    },
   };
 }
 

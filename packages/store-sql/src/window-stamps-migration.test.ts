@@ -103,6 +103,7 @@ for (const dialect of DIALECTS) {
         '0003_window_stamps',
         '0004_sqlite_window_totals',
         '0005_postgres_fewer_statements',
+        '0006_usage_fewer_indexes',
       ]);
       const store = run.open();
       await store.init!();
