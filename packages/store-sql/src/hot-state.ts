@@ -335,7 +335,8 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
         if (!row || row.status === 'settled') return { status: 'already-settled' };
         const lease = leaseFromRow(row);
         const wasActive = row.status === 'active';
-        await tx.updateTable(t('leases')).set({ status: 'settled' }).where('id', '=', leaseId).execute();
+        // Settled leases are deleted, as on the hot paths (nothing reads them afterwards).
+        await tx.deleteFrom(t('leases')).where('id', '=', leaseId).execute();
         // Lock order matches reserve's (key_state before counters), so the two never deadlock.
         if (wasActive && lease.isProbe) await freeProbeSlots(tx, [lease.id]);
         const isExpired = !wasActive || lease.expiresAt <= settlement.now;

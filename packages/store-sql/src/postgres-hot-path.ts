@@ -191,8 +191,8 @@ const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
  * Migration 0005 on PostgreSQL: the same two functions with the same contract,
  * in fewer statements (each costs a plan execution inside the function): the
  * window floor moves lazily, state and day/month counters are read together,
- * and a settle claims its lease and writes entries, counters and usage in two
- * statements instead of six.
+ * and a settle deletes its lease (claiming it) and writes entries, counters and
+ * usage in two statements instead of six.
  */
 export async function installPostgresFewerStatements(db: AnyKysely, layout: Layout): Promise<void> {
   const schema =
@@ -410,12 +410,10 @@ function functionsDdl(q: (name: string) => string): string[] {
       if not p_is_durable then
         perform set_config('synchronous_commit', 'off', true);
       end if;
-      -- Claim the lease and keep the row as it was (the subquery locks it first; a settle that
-      -- won the race leaves it 'settled', so this one finds nothing).
-      update ${leases} x set status = 'settled'
-        from (select * from ${leases} y where y.id = p_lease_id and y.status <> 'settled' for update) o
-        where x.id = o.id
-        returning o.* into l;
+      -- Claim the lease: a settled lease has nothing left to say (an unknown id answers
+      -- already-settled too), so it is deleted; a settle that lost the race finds nothing.
+      -- Rows marked 'settled' by earlier versions stay until the purge.
+      delete from ${leases} x where x.id = p_lease_id and x.status <> 'settled' returning * into l;
       if not found then
         return;
       end if;

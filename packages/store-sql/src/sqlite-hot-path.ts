@@ -390,11 +390,13 @@ export function sqliteHotPath(ctx: SqlContext, open: () => Promise<DatabaseSync>
   }
 
   function settleNow(leaseId: string, settlement: Settlement): SettleResult {
-    const row = get(`select * from ${leases} where id = ?`, leaseId);
-    if (!row || row.status === 'settled') return { status: 'already-settled' };
+    // A settled lease has nothing left to say (an unknown id answers already-settled too), so
+    // the claim deletes it: one statement, and the lease table holds only live and swept leases.
+    // Rows marked 'settled' by earlier versions stay until the purge.
+    const row = get(`delete from ${leases} where id = ? and status <> 'settled' returning *`, leaseId);
+    if (!row) return { status: 'already-settled' };
     const lease = leaseFromRow(row);
     const wasActive = row.status === 'active';
-    run(`update ${leases} set status = 'settled' where id = ?`, leaseId);
     const isExpired = !wasActive || lease.expiresAt <= settlement.now;
     // An entry swept earlier is stamped already; an active lease's entry is stamped now.
     if (wasActive) {
