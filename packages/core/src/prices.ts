@@ -44,15 +44,24 @@ export class PriceBook {
     return found;
   }
 
-  /** Cost of actual usage in USD; 0 for unpriced models. */
+  /**
+   * Cost of actual usage in USD; 0 for unpriced models. Cache reads and writes
+   * are parts of `inputTokens`, clamped so no token is charged twice.
+   */
   cost(model: string | undefined, usage: Usage): number {
     const price = this.priceOf(model);
     if (price === undefined) return 0;
     const cached = Math.min(usage.cachedInputTokens ?? 0, usage.inputTokens);
+    const written = Math.min(usage.cacheWriteInputTokens ?? 0, usage.inputTokens - cached);
+    const written1h = Math.min(usage.cacheWrite1hInputTokens ?? 0, written);
     const cachedPrice = price.cachedInputPerMTok ?? price.inputPerMTok;
+    const writePrice = price.cacheWriteInputPerMTok ?? price.inputPerMTok;
+    const write1hPrice = price.cacheWrite1hInputPerMTok ?? writePrice;
     return (
-      ((usage.inputTokens - cached) * price.inputPerMTok +
+      ((usage.inputTokens - cached - written) * price.inputPerMTok +
         cached * cachedPrice +
+        (written - written1h) * writePrice +
+        written1h * write1hPrice +
         usage.outputTokens * price.outputPerMTok) /
       1_000_000
     );

@@ -515,6 +515,13 @@ export interface Usage {
   outputTokens: number;
   /** Cached input tokens, where the provider reports them. */
   cachedInputTokens?: number;
+  /**
+   * Input tokens written to a prompt cache (part of `inputTokens`), where the
+   * provider bills them apart (Anthropic): priced at `cacheWriteInputPerMTok`.
+   */
+  cacheWriteInputTokens?: number;
+  /** The part of `cacheWriteInputTokens` written to a 1-hour cache: priced at `cacheWrite1hInputPerMTok`. */
+  cacheWrite1hInputTokens?: number;
 }
 
 /** USD per million tokens. */
@@ -522,6 +529,10 @@ export interface ModelPrice {
   inputPerMTok: number;
   outputPerMTok: number;
   cachedInputPerMTok?: number;
+  /** Prompt-cache writes (Anthropic's 5-minute cache); default `inputPerMTok`. */
+  cacheWriteInputPerMTok?: number;
+  /** 1-hour prompt-cache writes; default `cacheWriteInputPerMTok`. */
+  cacheWrite1hInputPerMTok?: number;
 }
 
 export type PriceTable = Record<string, ModelPrice>;
