@@ -280,4 +280,40 @@ describe('streams', () => {
       expect(row?.costUsd).toBeCloseTo(expectedCost, 10);
     });
   });
+
+  it('prices prompt-cache writes at 1.25x (5 minutes) and 2x (1 hour) input, reads at the cached rate', async () => {
+    const { client, pool } = await setup(['a']);
+    const cachedAsk = {
+      ...ASK,
+      system: [
+        // 400 and 200 characters: 100 and 50 mock tokens; the question is 10 characters, 3 tokens.
+        {
+          type: 'text' as const,
+          text: 'd'.repeat(400),
+          cache_control: { type: 'ephemeral' as const, ttl: '1h' as const },
+        },
+        { type: 'text' as const, text: 'r'.repeat(200), cache_control: { type: 'ephemeral' as const } },
+      ],
+    };
+    // Streamed: writes 100 tokens for an hour and 50 for 5 minutes.
+    await collect(await client.messages.create({ ...cachedAsk, stream: true }));
+    // Plain: reads all 150.
+    await client.messages.create(cachedAsk);
+    // Six minutes on, through the stream helper: reads the hour's 100, writes the 50 again.
+    clock += 6 * 60_000;
+    await client.messages.stream(cachedAsk).finalMessage();
+
+    const output = upstream.counts.tokens(SECRETS.a).output / 3;
+    // claude-haiku-4-5 per MTok: input $1, output $5, cache read $0.10, 5-minute write $1.25, 1-hour write $2.
+    const costs = [
+      3 * 1 + 50 * 1.25 + 100 * 2 + output * 5,
+      3 * 1 + 150 * 0.1 + output * 5,
+      3 * 1 + 100 * 0.1 + 50 * 1.25 + output * 5,
+    ];
+    await vi.waitFor(async () => {
+      const [row] = await pool.store.queryUsage({ provider: 'anthropic' });
+      expect(row).toMatchObject({ requests: 3, inputTokens: 3 * 153, outputTokens: 3 * output });
+      expect(row?.costUsd).toBeCloseTo((costs[0]! + costs[1]! + costs[2]!) / 1_000_000, 12);
+    });
+  });
 });

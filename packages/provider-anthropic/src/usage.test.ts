@@ -3,7 +3,7 @@ import { StreamWatcher } from './stream-usage.js';
 import { extractAnthropicUsage } from './usage.js';
 
 describe('extractAnthropicUsage', () => {
-  it('adds cached tokens to input and reports cache reads as cached', () => {
+  it('adds cached tokens to input and reports cache reads and writes apart', () => {
     const usage = extractAnthropicUsage({
       type: 'message',
       usage: {
@@ -13,7 +13,46 @@ describe('extractAnthropicUsage', () => {
         cache_creation_input_tokens: 5,
       },
     });
-    expect(usage).toEqual({ inputTokens: 115, outputTokens: 20, cachedInputTokens: 100 });
+    expect(usage).toEqual({
+      inputTokens: 115,
+      outputTokens: 20,
+      cachedInputTokens: 100,
+      cacheWriteInputTokens: 5,
+    });
+  });
+
+  it('reports cache writes, and the 1-hour part of them from cache_creation', () => {
+    const usage = extractAnthropicUsage({
+      type: 'message',
+      usage: {
+        input_tokens: 10,
+        output_tokens: 20,
+        cache_read_input_tokens: 0,
+        cache_creation_input_tokens: 300,
+        cache_creation: { ephemeral_5m_input_tokens: 100, ephemeral_1h_input_tokens: 200 },
+      },
+    });
+    expect(usage).toEqual({
+      inputTokens: 310,
+      outputTokens: 20,
+      cacheWriteInputTokens: 300,
+      cacheWrite1hInputTokens: 200,
+    });
+    // Without the breakdown every write counts at the 5-minute rate; without the total, the breakdown sums.
+    expect(
+      extractAnthropicUsage({
+        usage: { input_tokens: 1, output_tokens: 1, cache_creation_input_tokens: 40 },
+      }),
+    ).toEqual({ inputTokens: 41, outputTokens: 1, cacheWriteInputTokens: 40 });
+    expect(
+      extractAnthropicUsage({
+        usage: {
+          input_tokens: 1,
+          output_tokens: 1,
+          cache_creation: { ephemeral_5m_input_tokens: 5, ephemeral_1h_input_tokens: 7 },
+        },
+      }),
+    ).toEqual({ inputTokens: 13, outputTokens: 1, cacheWriteInputTokens: 12, cacheWrite1hInputTokens: 7 });
   });
 
   it('reads message_start and message_delta events', () => {
@@ -77,6 +116,43 @@ describe('StreamWatcher', () => {
       expect(watcher.usage.usage).toEqual({ inputTokens: 15, outputTokens: 7, cachedInputTokens: 3 });
       expect(watcher.error).toBeUndefined();
     }
+  });
+
+  it('keeps message_start’s cache TTL breakdown under message_delta’s totals', () => {
+    const watcher = new StreamWatcher();
+    watcher.push(
+      new TextEncoder().encode(
+        sse([
+          [
+            'message_start',
+            {
+              type: 'message_start',
+              message: {
+                usage: {
+                  input_tokens: 2,
+                  output_tokens: 1,
+                  cache_creation_input_tokens: 150,
+                  cache_creation: { ephemeral_5m_input_tokens: 50, ephemeral_1h_input_tokens: 100 },
+                },
+              },
+            },
+          ],
+          [
+            'message_delta',
+            {
+              type: 'message_delta',
+              usage: { input_tokens: 2, output_tokens: 9, cache_creation_input_tokens: 150 },
+            },
+          ],
+        ]),
+      ),
+    );
+    expect(watcher.usage.usage).toEqual({
+      inputTokens: 152,
+      outputTokens: 9,
+      cacheWriteInputTokens: 150,
+      cacheWrite1hInputTokens: 100,
+    });
   });
 
   it('counts an event only once it is complete', () => {

@@ -17,6 +17,7 @@ import {
 } from './mock-upstream-dialect.js';
 import type { FaultSpec } from './mock-upstream-faults.js';
 import type { LimitView } from './mock-upstream-limits.js';
+import { FIVE_MINUTES_MS, ONE_HOUR_MS, type PromptPiece } from './mock-upstream-prompt-cache.js';
 
 export const MOCK_ANTHROPIC_MODELS = ['claude-sonnet-4-5', 'claude-haiku-4-5'] as const;
 
@@ -68,6 +69,24 @@ function inputText(body: Record<string, unknown>): string {
   return textOf(body.system) + messages.map((m) => textOf(m)).join('');
 }
 
+/** The prompt in the API's order (system, then messages), block by block, with `cache_control` breakpoints. */
+function promptPieces(body: Record<string, unknown>): PromptPiece[] {
+  const blocks = (content: unknown): PromptPiece[] =>
+    Array.isArray(content)
+      ? content.map((block) => {
+          const control = (block as { cache_control?: { ttl?: unknown } } | null)?.cache_control;
+          const text = textOf([block]);
+          if (typeof control !== 'object' || control === null) return { text };
+          return { text, ttlMs: control.ttl === '1h' ? ONE_HOUR_MS : FIVE_MINUTES_MS };
+        })
+      : [{ text: textOf(content) }];
+  const messages = Array.isArray(body.messages) ? body.messages : [];
+  return [
+    ...blocks(body.system),
+    ...messages.flatMap((m) => blocks((m as { content?: unknown } | null)?.content)),
+  ];
+}
+
 function messages(body: Record<string, unknown>, ctx: RouteContext): RoutePlan {
   if (typeof body.model !== 'string') return { ok: false, status: 400, message: 'model: Field required' };
   if (typeof body.max_tokens !== 'number')
@@ -76,14 +95,20 @@ function messages(body: Record<string, unknown>, ctx: RouteContext): RoutePlan {
   const model = body.model;
   const inputTokens = mockTokens(inputText(body));
   const outputTokens = mockTokens(ctx.reply);
+  const cache = ctx.promptCache.use(`${ctx.secret}\0${model}`, promptPieces(body), ctx.now);
   const id = randomId('msg_');
   const usage = {
-    input_tokens: inputTokens,
-    cache_creation_input_tokens: 0,
-    cache_read_input_tokens: 0,
+    input_tokens: cache.uncachedTokens,
+    cache_creation_input_tokens: cache.write5mTokens + cache.write1hTokens,
+    cache_read_input_tokens: cache.readTokens,
+    cache_creation: {
+      ephemeral_5m_input_tokens: cache.write5mTokens,
+      ephemeral_1h_input_tokens: cache.write1hTokens,
+    },
     output_tokens: outputTokens,
     service_tier: 'standard',
   };
+  const commit = cache.commit;
   const message = {
     id,
     type: 'message',
@@ -96,7 +121,15 @@ function messages(body: Record<string, unknown>, ctx: RouteContext): RoutePlan {
   };
   const stream = body.stream === true;
   if (!stream)
-    return { ok: true, stream, model, inputTokens, outputTokens, answer: { kind: 'json', body: message } };
+    return {
+      ok: true,
+      stream,
+      model,
+      inputTokens,
+      outputTokens,
+      commit,
+      answer: { kind: 'json', body: message },
+    };
   const event = (type: string, data: Record<string, unknown>) => sseFrame({ type, ...data }, type);
   // As Anthropic does: message_start carries the input tokens (output 1), message_delta the final counts.
   const frames = [
@@ -116,16 +149,17 @@ function messages(body: Record<string, unknown>, ctx: RouteContext): RoutePlan {
     event('content_block_stop', { index: 0 }),
     event('message_delta', {
       delta: { stop_reason: 'end_turn', stop_sequence: null },
+      // Cumulative totals, without the TTL breakdown (as MessageDeltaUsage).
       usage: {
-        input_tokens: inputTokens,
-        cache_creation_input_tokens: 0,
-        cache_read_input_tokens: 0,
+        input_tokens: usage.input_tokens,
+        cache_creation_input_tokens: usage.cache_creation_input_tokens,
+        cache_read_input_tokens: usage.cache_read_input_tokens,
         output_tokens: outputTokens,
       },
     }),
     event('message_stop', {}),
   ];
-  return { ok: true, stream, model, inputTokens, outputTokens, answer: { kind: 'sse', frames } };
+  return { ok: true, stream, model, inputTokens, outputTokens, commit, answer: { kind: 'sse', frames } };
 }
 
 function models(ctx: RouteContext): RoutePlan {

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { FaultSpec } from './mock-upstream-faults.js';
 import type { LimitView } from './mock-upstream-limits.js';
+import type { PromptCache } from './mock-upstream-prompt-cache.js';
 
 /** The mock's token count for a text: one token per started 4 characters. */
 export function mockTokens(text: string): number {
@@ -23,6 +24,10 @@ export interface RouteContext {
   now: number;
   /** The assistant's answer for this request. */
   reply: string;
+  /** The key the request carries. */
+  secret: string;
+  /** The server's prompt cache (Anthropic dialect). */
+  promptCache: PromptCache;
 }
 
 export type Answer =
@@ -31,7 +36,16 @@ export type Answer =
   | { kind: 'sse'; frames: string[] };
 
 export type RoutePlan =
-  | { ok: true; answer: Answer; inputTokens: number; outputTokens: number; stream: boolean; model?: string }
+  | {
+      ok: true;
+      answer: Answer;
+      inputTokens: number;
+      outputTokens: number;
+      stream: boolean;
+      model?: string;
+      /** Side effects of answering (prompt-cache writes), run only when the answer is sent. */
+      commit?: () => void;
+    }
   | { ok: false; status: number; code?: string; message: string };
 
 export interface DialectError {

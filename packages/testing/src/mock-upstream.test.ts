@@ -218,6 +218,64 @@ describe('Anthropic messages and models', () => {
   });
 });
 
+describe('Anthropic prompt caching', () => {
+  const KEY_2 = 'sk-ant-test-00000000000000000002';
+  const DOC = 'd'.repeat(400); // 100 tokens, cached for an hour
+  const RULES = 'r'.repeat(200); // 50 tokens, cached for 5 minutes
+  const QUESTION = 'Why not?'; // 2 tokens, never cached
+  let clock = Date.parse('2026-11-25T10:00:00Z');
+  let cached: MockUpstream;
+  beforeAll(async () => {
+    cached = await startMockUpstream({ now: () => clock });
+  });
+  afterAll(() => cached.close());
+
+  const request = {
+    model: 'claude-haiku-4-5',
+    max_tokens: 100,
+    system: [
+      { type: 'text' as const, text: DOC, cache_control: { type: 'ephemeral' as const, ttl: '1h' as const } },
+      { type: 'text' as const, text: RULES, cache_control: { type: 'ephemeral' as const } },
+    ],
+    messages: [{ role: 'user' as const, content: QUESTION }],
+  };
+  const client = (apiKey: string) => new Anthropic({ apiKey, baseURL: cached.url, maxRetries: 0 });
+  const ask = (apiKey = ANTHROPIC_KEY) => client(apiKey).messages.create(request);
+  const cacheUsage = (input: number, read: number, write5m: number, write1h: number) => ({
+    input_tokens: input,
+    cache_read_input_tokens: read,
+    cache_creation_input_tokens: write5m + write1h,
+    cache_creation: { ephemeral_5m_input_tokens: write5m, ephemeral_1h_input_tokens: write1h },
+  });
+
+  it('writes cache_control prefixes, reads them back per key, and lets each TTL run out', async () => {
+    expect((await ask()).usage).toMatchObject(cacheUsage(2, 0, 50, 100));
+    expect((await ask()).usage).toMatchObject(cacheUsage(2, 150, 0, 0));
+    expect((await ask(KEY_2)).usage).toMatchObject(cacheUsage(2, 0, 50, 100));
+    clock += 6 * 60_000; // the 5-minute prefix is gone, the 1-hour one stays
+    expect((await ask()).usage).toMatchObject(cacheUsage(2, 100, 50, 0));
+    expect(cached.counts.tokens(ANTHROPIC_KEY).input).toBe(3 * 152);
+  });
+
+  it('writes nothing for a request that failed, and streams the breakdown in message_start', async () => {
+    const KEY_3 = 'sk-ant-test-00000000000000000003';
+    cached.setScript(KEY_3, [500]);
+    await expect(ask(KEY_3)).rejects.toThrow();
+    const usages: unknown[] = [];
+    for await (const event of await client(KEY_3).messages.create({ ...request, stream: true })) {
+      if (event.type === 'message_start') usages.push(event.message.usage);
+      if (event.type === 'message_delta') usages.push(event.usage);
+    }
+    expect(usages[0]).toMatchObject(cacheUsage(2, 0, 50, 100));
+    expect(usages[1]).toMatchObject({
+      input_tokens: 2,
+      cache_read_input_tokens: 0,
+      cache_creation_input_tokens: 150,
+      output_tokens: REPLY_TOKENS,
+    });
+  });
+});
+
 describe('scripted faults through the real SDKs', () => {
   it('429 with retry-after and reset headers, then success', async () => {
     mock.setScript(OPENAI_KEY, [{ status: 429, retryAfterS: 7, retryAfterMs: 7000, resetRequests: '6m0s' }]);

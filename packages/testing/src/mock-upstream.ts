@@ -18,6 +18,7 @@ import type {
 import { type FaultScript, type FaultSpec, type FaultStep, ScriptBook } from './mock-upstream-faults.js';
 import { type MockLimits, parseGoDuration, SlidingLimiter } from './mock-upstream-limits.js';
 import { openaiDialect } from './mock-upstream-openai.js';
+import { PromptCache } from './mock-upstream-prompt-cache.js';
 
 export interface MockUpstreamOptions {
   /** Sliding window for enforced rpm/tpm and the default for `counts.maxInAnyWindow`. Default 60 000. */
@@ -39,7 +40,7 @@ export interface MockUpstream {
   setScript(secretOrAlias: string, script: FaultScript | FaultStep[]): void;
   /** Enforce rpm/tpm for this key over the sliding window; 429 when a request would exceed them. */
   setLimits(secretOrAlias: string, limits: MockLimits): void;
-  /** Forget scripts, limits, windows and counts. */
+  /** Forget scripts, limits, windows, prompt caches and counts. */
   reset(): void;
   close(): Promise<void>;
 }
@@ -83,6 +84,7 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
   const counts = new MockCountsRecorder(windowMs, resolve);
   const scripts = new ScriptBook();
   const limiter = new SlidingLimiter(windowMs);
+  const promptCache = new PromptCache();
   const timers = new Set<NodeJS.Timeout>();
   let closed = false;
 
@@ -156,6 +158,8 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     const plan = dialect.route(method, path, body, {
       now: time,
       reply: replyFor({ provider: dialect.provider, path, body }),
+      secret,
+      promptCache,
     });
     if (!plan) return sendError(dialect.requestError(404, `Unknown request URL: ${method} ${path}.`));
     if (!plan.ok) return sendError(dialect.requestError(plan.status, plan.message, plan.code));
@@ -202,6 +206,7 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     const headers = { ...dialect.requestIdHeaders(), ...dialect.rateLimitHeaders(check.view, time) };
     const cut = step?.fault === 'midStreamError' || step?.fault === 'beforeFirstChunkError';
     log(200, headers, plan.inputTokens, cut ? 0 : plan.outputTokens, cut);
+    plan.commit?.();
     writeAnswer(res, dialect, plan, headers, step);
   }
 
@@ -236,6 +241,7 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     reset() {
       scripts.clear();
       limiter.clear();
+      promptCache.clear();
       counts.reset();
     },
     async close() {
