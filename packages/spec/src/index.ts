@@ -174,6 +174,14 @@ export interface ReserveRequest {
   leaseTtlMs: number;
   /** Extra fields stored with the lease and returned by `getLease` (pool id, caller). */
   meta?: Record<string, string>;
+  /**
+   * The pool's opt-in last resort (`lastResort: true`): reserve despite a 429 cooldown
+   * (`coolingUntil`) or the remaining wait of an open breaker (`breakerOpenUntil`). Every other
+   * check stays: invalid, exhausted, model blocks, the single half-open probe (a key whose
+   * breaker is not closed is reserved as that probe, or refused `probe-in-flight`) and every
+   * limit. A store that ignores the flag only refuses as usual.
+   */
+  ignoreCooldown?: boolean;
 }
 
 /** Why a candidate was not reserved. */
@@ -437,6 +445,15 @@ export interface Store {
   /** Clear cooldown, exhaustion, invalidity, model blocks and breaker; with `counters`, also window/day/month usage. */
   resetKeyState(keyId: string, options: { counters?: boolean; now: number }): Promise<void>;
   usageSnapshot(keyIds: readonly string[], query: UsageSnapshotQuery): Promise<KeyUsageSnapshot[]>;
+
+  /**
+   * Claims the key's background-probe slot until `now + ttlMs`, fleet-wide: true when this
+   * caller got it, false while an earlier claim's time has not passed (a crashed prober
+   * therefore blocks no longer than its ttl). Claims are never released early: the ttl also
+   * spaces probes of one key. Optional so older adapters still compile; the pool's `probes`
+   * option needs it, and `testStore` checks it.
+   */
+  claimProbe?(keyId: string, options: { now: number; ttlMs: number }): Promise<boolean>;
 
   /**
    * Optional: tells the pool when the store degrades (e.g. Redis unreachable and a
@@ -762,7 +779,25 @@ export interface PoolEvents {
   'key:added': KeyEventBase;
   'key:updated': KeyEventBase;
   'key:removed': KeyEventBase;
-  'key:last-resort': KeyEventBase & { reason: IneligibleReason };
+  /**
+   * Warning: no key was eligible, every refusal left was a cooldown, and `lastResort` leased the
+   * key whose cooldown ends soonest anyway (`until`: when it would have ended).
+   */
+  'key:last-resort': KeyEventBase & {
+    leaseId: string;
+    reason: LastResortReason;
+    until: number;
+    model?: string;
+  };
+  /** A background probe passed: `reasons` (what the key was out for) are cleared. */
+  'probe:passed': KeyEventBase & { reasons: ProbeReason[]; latencyMs: number };
+  /** A background probe failed: the key stays as it was. */
+  'probe:failed': KeyEventBase & {
+    reasons: ProbeReason[];
+    latencyMs: number;
+    status?: number;
+    failure?: FailureClass;
+  };
   'breaker:open': KeyEventBase & { until: number; failures: number };
   'breaker:half-open': KeyEventBase;
   'breaker:close': KeyEventBase;
@@ -774,6 +809,12 @@ export interface PoolEvents {
 }
 
 export type PoolEventName = keyof PoolEvents;
+
+/** The refusals `lastResort` may override: a 429 cooldown or an open breaker's wait. */
+export type LastResortReason = Extract<IneligibleReason, 'cooling' | 'breaker-open'>;
+
+/** Why a background probe runs on a key (it may be several at once). */
+export type ProbeReason = 'invalid' | 'exhausted' | 'breaker-open';
 
 export interface Disposable {
   dispose(): void;
