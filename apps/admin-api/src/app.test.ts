@@ -244,6 +244,37 @@ for (const kind of KINDS) {
       await h.as('admin', 'delete', `/v1/keys/${key.id}`);
     });
 
+    it('leases: reported Anthropic prompt-cache writes are priced at their own rates', async () => {
+      const created = await h.as('admin', 'post', '/v1/keys').send({
+        provider: 'anthropic',
+        secret: 'sk-ant-api03-cachecachecachecache0001',
+        alias: 'claude',
+        baseURL: h.mock.url,
+      });
+      expect(created.status).toBe(201);
+      const from = Date.now() - 1;
+      const lease = await h
+        .as('service', 'post', '/v1/leases')
+        .send({ provider: 'anthropic', model: 'claude-haiku-4-5', estimatedTokens: 50 });
+      expect(lease.status).toBe(201);
+      const report = await h.as('service', 'post', `/v1/leases/${lease.body.leaseId}/report`).send({
+        ok: true,
+        usage: {
+          inputTokens: 1000,
+          outputTokens: 100,
+          cachedInputTokens: 0,
+          cacheWriteInputTokens: 800,
+          cacheWrite1hInputTokens: 200,
+        },
+      });
+      expect(report.status).toBe(200);
+      const usage = await h.as('viewer', 'get', `/v1/usage?from=${from}&keyId=${created.body.id}`);
+      // claude-haiku-4-5 per MTok: 200 plain input at $1, 600 5-minute writes at $1.25, 200 1-hour writes at $2, 100 output at $5.
+      expect(usage.body.rows[0]).toMatchObject({ requests: 1, inputTokens: 1000, outputTokens: 100 });
+      expect(usage.body.rows[0].costUsd).toBeCloseTo((200 + 600 * 1.25 + 200 * 2 + 100 * 5) / 1_000_000, 12);
+      await h.as('admin', 'delete', `/v1/keys/${created.body.id}`);
+    });
+
     it('leases: scoped service tokens only lease from their pools; other roles may not lease', async () => {
       const key = await addKey(h, 'b');
       await h.as('admin', 'patch', '/v1/pools/tenant-a').send({ keyIds: [key.id] });

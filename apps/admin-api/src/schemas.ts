@@ -322,6 +322,20 @@ const UsageIn = z.strictObject({
   inputTokens: z.number().int().min(0).max(1e9),
   outputTokens: z.number().int().min(0).max(1e9),
   cachedInputTokens: z.number().int().min(0).max(1e9).optional(),
+  cacheWriteInputTokens: z
+    .number()
+    .int()
+    .min(0)
+    .max(1e9)
+    .optional()
+    .meta({ description: 'Input tokens written to a prompt cache (Anthropic), part of inputTokens.' }),
+  cacheWrite1hInputTokens: z
+    .number()
+    .int()
+    .min(0)
+    .max(1e9)
+    .optional()
+    .meta({ description: 'The part of cacheWriteInputTokens written to a 1-hour cache.' }),
 });
 export const LeaseReport = z
   .strictObject({
