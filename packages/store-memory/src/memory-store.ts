@@ -171,6 +171,8 @@ class MemoryStoreImpl implements MemoryStore {
   private readonly expired = new Map<string, { lease: LeaseRecord; endedAt: number }>();
   private readonly expiredRetentionMs: number;
   private readonly maxExpired: number;
+  /** Background-probe claims: key id -> epoch ms until which the slot is held. */
+  private readonly probeClaims = new Map<string, number>();
   /** Scratch result of `check`, to keep reserve free of per-candidate allocations. */
   private retryAt: number | null = null;
 
@@ -212,6 +214,7 @@ class MemoryStoreImpl implements MemoryStore {
 
   async deleteKey(id: string): Promise<boolean> {
     this.dropHotState(id);
+    this.probeClaims.delete(id);
     const record = this.keys.get(id);
     if (!record) return false;
     this.keys.delete(id);
@@ -444,7 +447,15 @@ class MemoryStoreImpl implements MemoryStore {
     });
   }
 
+  async claimProbe(keyId: string, options: { now: number; ttlMs: number }): Promise<boolean> {
+    const heldUntil = this.probeClaims.get(keyId);
+    if (heldUntil !== undefined && heldUntil > options.now) return false;
+    this.probeClaims.set(keyId, options.now + options.ttlMs);
+    return true;
+  }
+
   async close(): Promise<void> {
+    this.probeClaims.clear();
     this.leases.clear();
     this.expired.clear();
     this.hot.clear();
@@ -517,7 +528,9 @@ class MemoryStoreImpl implements MemoryStore {
         this.retryAt = state.exhaustedUntil;
         return 'exhausted';
       }
-      if (state.coolingUntil !== undefined && state.coolingUntil > now) {
+      // A last resort (ignoreCooldown) passes cooldowns, nothing else.
+      const isCooldownHard = request.ignoreCooldown !== true;
+      if (isCooldownHard && state.coolingUntil !== undefined && state.coolingUntil > now) {
         this.retryAt = state.coolingUntil;
         return 'cooling';
       }
@@ -528,7 +541,12 @@ class MemoryStoreImpl implements MemoryStore {
           return 'model-blocked';
         }
       }
-      if (state.breaker === 'open' && state.breakerOpenUntil !== undefined && state.breakerOpenUntil > now) {
+      if (
+        isCooldownHard &&
+        state.breaker === 'open' &&
+        state.breakerOpenUntil !== undefined &&
+        state.breakerOpenUntil > now
+      ) {
         this.retryAt = state.breakerOpenUntil;
         return 'breaker-open';
       }

@@ -1185,6 +1185,152 @@ export function testStore(name: string, factory: StoreFactory): void {
       });
     });
 
+    describe('last resort (ignoreCooldown)', () => {
+      const lastResort = (candidates: ReserveCandidate[], overrides: Partial<ReserveRequest> = {}) =>
+        request(candidates, { ignoreCooldown: true, ...overrides });
+
+      it('reserves on a cooling key and leaves its cooldown in place', async () => {
+        await store.updateKeyState('k', { set: { coolingUntil: T0 + 5000 }, now: T0 - 10 });
+        expect(await store.reserve(request([candidate('k')]))).toStrictEqual({
+          ok: false,
+          retryAfterMs: 5000,
+          reasons: { k: 'cooling' },
+        });
+        const lease = expectLease(await store.reserve(lastResort([candidate('k')])));
+        expect(lease).toMatchObject({ keyId: 'k', isProbe: false });
+        expect((await store.getKeyStates(['k']))[0]).toMatchObject({ coolingUntil: T0 + 5000 });
+        // Only the flagged call got through: the next ordinary one is still refused.
+        expect(await store.reserve(request([candidate('k')], { now: T0 + 1 }))).toMatchObject({
+          ok: false,
+          reasons: { k: 'cooling' },
+        });
+      });
+
+      it('reserves on an open breaker as its single half-open probe', async () => {
+        await store.updateKeyState('k', {
+          set: { breaker: 'open', breakerOpenUntil: T0 + 60_000 },
+          now: T0 - 10,
+        });
+        const probeRequest = lastResort([candidate('k')]);
+        const probe = expectLease(await store.reserve(probeRequest));
+        expect(probe.isProbe).toBe(true);
+        expect((await store.getKeyStates(['k']))[0]).toMatchObject({
+          breaker: 'half-open',
+          probeLeaseId: probeRequest.leaseId,
+        });
+        expect(await store.reserve(lastResort([candidate('k')], { now: T0 + 10 }))).toStrictEqual({
+          ok: false,
+          retryAfterMs: TTL_MS - 10,
+          reasons: { k: 'probe-in-flight' },
+        });
+      });
+
+      it('keeps every other check: invalid, exhausted, model blocks and every limit', async () => {
+        const cooling = { coolingUntil: T0 + 5000, breaker: 'open' as const, breakerOpenUntil: T0 + 9000 };
+        await store.updateKeyState('invalid', { set: { ...cooling, invalidSince: T0 - 1 }, now: T0 - 10 });
+        await store.updateKeyState('exhausted', {
+          set: { ...cooling, exhaustedUntil: T0 + 1000 },
+          now: T0 - 10,
+        });
+        await store.updateKeyState('blocked', {
+          set: { ...cooling, blockedModels: { 'gpt-a': T0 + 2000 } },
+          now: T0 - 10,
+        });
+        for (const id of ['rpm', 'day', 'budget']) {
+          expectLease(await store.reserve(request([candidate(id)], { now: T0 - 20, estimatedCostUsd: 1 })));
+          await store.updateKeyState(id, { set: cooling, now: T0 - 10 });
+        }
+        const result = await store.reserve(
+          lastResort(
+            [
+              candidate('invalid'),
+              candidate('exhausted'),
+              candidate('blocked'),
+              candidate('rpm', { rpm: 1 }),
+              candidate('day', { requestsPerDay: 1 }),
+              candidate('budget', { monthlyBudgetUsd: 1.2 }),
+            ],
+            { model: 'gpt-a', estimatedCostUsd: 0.5 },
+          ),
+        );
+        expect(result).toStrictEqual({
+          ok: false,
+          // The earliest retry among them: the exhausted key's at T0 + 1000.
+          retryAfterMs: 1000,
+          reasons: {
+            invalid: 'invalid',
+            exhausted: 'exhausted',
+            blocked: 'model-blocked',
+            rpm: 'rpm',
+            day: 'requests-per-day',
+            budget: 'monthly-budget',
+          },
+        });
+      });
+
+      it('reserves on the first candidate that passes, in the order given', async () => {
+        expectLease(await store.reserve(request([candidate('a')], { now: T0 - 20 })));
+        for (const id of ['a', 'b', 'c']) {
+          await store.updateKeyState(id, { set: { coolingUntil: T0 + 1000 }, now: T0 - 10 });
+        }
+        const lease = expectLease(
+          await store.reserve(lastResort([candidate('a', { rpm: 1 }), candidate('b'), candidate('c')])),
+        );
+        expect(lease.keyId).toBe('b');
+      });
+
+      it('never exceeds a limit under concurrent last-resort reservations', async () => {
+        await store.updateKeyState('k', { set: { coolingUntil: T0 + 60_000 }, now: T0 - 10 });
+        const handles = factory.peer ? [store, await peerOf(store)] : [store];
+        const results = await Promise.all(
+          Array.from({ length: 40 }, (_, i) =>
+            handles[i % handles.length]!.reserve(lastResort([candidate('k', { rpm: 5 })])),
+          ),
+        );
+        expect(results.filter((r) => r.ok)).toHaveLength(5);
+        for (const refused of results.filter((r) => !r.ok)) {
+          expect(refused).toMatchObject({ reasons: { k: 'rpm' } });
+        }
+      });
+    });
+
+    describe('claimProbe', () => {
+      /** The method is optional in the type (older adapters compile) but part of conformance. */
+      function claim(handle: Store, keyId: string, now: number, ttlMs = 1000): Promise<boolean> {
+        if (typeof handle.claimProbe !== 'function') {
+          throw new Error(`${handle.name} has no claimProbe: background probes need it`);
+        }
+        return handle.claimProbe(keyId, { now, ttlMs });
+      }
+
+      it('holds one claim per key until its ttl passes', async () => {
+        expect(await claim(store, 'k', T0)).toBe(true);
+        expect(await claim(store, 'k', T0 + 1)).toBe(false);
+        expect(await claim(store, 'k', T0 + 999)).toBe(false);
+        expect(await claim(store, 'other', T0 + 1)).toBe(true);
+        // Held until T0 + 1000 exclusive: a crashed prober blocks no longer than that.
+        expect(await claim(store, 'k', T0 + 1000, 5000)).toBe(true);
+        expect(await claim(store, 'k', T0 + 5999)).toBe(false);
+        expect(await claim(store, 'k', T0 + 6000)).toBe(true);
+      });
+
+      it('leaves the key state alone', async () => {
+        await store.updateKeyState('k', { set: { invalidSince: T0 - 5 }, now: T0 - 5 });
+        const [before] = await store.getKeyStates(['k', 'j']);
+        expect(await claim(store, 'k', T0)).toBe(true);
+        expect(await claim(store, 'j', T0)).toBe(true);
+        expect(await store.getKeyStates(['k', 'j'])).toStrictEqual([before, defaultState('j')]);
+      });
+
+      it('concurrent claims on one key: exactly one wins', async () => {
+        const handles = factory.peer ? [store, await peerOf(store)] : [store];
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => claim(handles[i % handles.length]!, 'k', T0 + (i % 3))),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+      });
+    });
+
     describe('settle', () => {
       const snapshotQuery = { now: T0 + 100, windowMs: WINDOW_MS, day: DAY, month: MONTH };
 
@@ -1738,6 +1884,13 @@ export function testStore(name: string, factory: StoreFactory): void {
             other.expireLeases(T0 + 100),
           ]);
           expect(sortById([...mine, ...theirs])).toStrictEqual(sortById(leases));
+        });
+
+        it('a probe claim made on one handle holds on the other', async () => {
+          const other = await peerOf(store);
+          expect(await store.claimProbe?.('k', { now: T0, ttlMs: 1000 })).toBe(true);
+          expect(await other.claimProbe?.('k', { now: T0 + 10, ttlMs: 1000 })).toBe(false);
+          expect(await other.claimProbe?.('k', { now: T0 + 1000, ttlMs: 1000 })).toBe(true);
         });
 
         it('one probe fleet-wide', async () => {
