@@ -154,6 +154,9 @@ describe.skipIf(!available)('redisStore when Redis goes away', () => {
       await timed(() => store.getKeyStates(['k']));
       expect(store.isDegraded).toBe(true);
       expect(events.filter((e) => e.type === 'degraded')).toHaveLength(1);
+      // No background probe while this process cannot see the fleet's claims, even on a free slot.
+      const probeSlot = { now: 1_000_300, ttlMs: 1_000 };
+      expect(await store.claimProbe('probed', probeSlot)).toBe(false);
       // rpm 4 shared by two live processes: this one takes 2 while it cannot coordinate.
       expect(granted).toBe(2);
       // Generous bound (a loaded CI box): the point is "about the timeout", never a hang.
@@ -164,6 +167,7 @@ describe.skipIf(!available)('redisStore when Redis goes away', () => {
       // 6 appendUsage calls, 2 fallback settles and the Redis lease's settle, each once.
       expect(events.find((e) => e.type === 'recovered')).toEqual({ type: 'recovered', flushedUsage: 9 });
       expect(store.isDegraded).toBe(false);
+      expect(await store.claimProbe('probed', probeSlot)).toBe(true);
       const [total] = await store.queryUsage({});
       expect(total?.requests).toBe(11);
       expect(await store.queryUsage({ keyId: 'limited' })).toMatchObject([{ requests: 2 }]);

@@ -16,6 +16,8 @@ import type { Cluster, Redis } from 'ioredis';
  *                         waiting for its late report (expires on its own); GETDEL ends it
  *   B:lexp         zset   active lease id -> expiresAt
  *   B:usage        zset   usage records (whole JSON, so a replayed write is a no-op) by time
+ *   B:pc:<key>     string background-probe claim: held until (epoch ms, the callers' clock);
+ *                         expires on its own a while after that
  *
  * Cost is mostly the number of redis.call per script: a reserve makes 5, a settle 7
  * (5 when the actual tokens equal the estimate). The window is trimmed only when a
@@ -45,6 +47,7 @@ end
  *
  * reserve arguments: now, windowMs, estTokens, estCost, day, month, dayEndsAt, monthEndsAt,
  * expiresAt, model ('' = none), leaseId, lease middle ("est␟cost␟now␟expiresAt␟day␟month␟tail␟"),
+ * ignoreCooldown ('1' = a last resort: cooling and an open breaker's wait do not refuse),
  * then one argument per candidate: "rpm␟tpm␟requestsPerDay␟tokensPerDay␟monthlyBudgetUsd␟keyId"
  * ('' = no limit; the key id last, so it may contain anything), split only for the
  * candidates the script reaches (usually the first).
@@ -151,13 +154,14 @@ local function reserve(A, b, last)
   local day, month = A[b + 5], A[b + 6]
   local model = A[b + 10]
   local leaseId = A[b + 11]
+  local isCooldownHard = A[b + 13] ~= '1'
   local rF, tF, cF = 'r:' .. day, 't:' .. day, 'c:' .. month
   -- The HMGET list ends at the first nil, so no model means no bm: field.
   local bmF = model ~= '' and 'bm:' .. model or nil
   local best = nil
   local out = nil
   local n = 0
-  for o = b + 13, last do
+  for o = b + 14, last do
     n = n + 1
     local rpmS, tpmS, rpdS, tpdS, budgetS, id = string.match(A[o],
       '^([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031(.*)$')
@@ -171,12 +175,13 @@ local function reserve(A, b, last)
       local bm = bmF and num(e, bmF) or nil
       local breaker = get(e, 'breaker')
       if ex and ex > now then reason, at = 'exhausted', ex
-      elseif co and co > now then reason, at = 'cooling', co
+      elseif co and co > now and isCooldownHard then reason, at = 'cooling', co
       elseif bm and bm > now then reason, at = 'model-blocked', bm
       elseif breaker == 'open' or breaker == 'half-open' then
         local openUntil = num(e, 'breakerOpenUntil')
         local probe = get(e, 'probeLeaseId')
-        if breaker == 'open' and openUntil and openUntil > now then reason, at = 'breaker-open', openUntil
+        if breaker == 'open' and openUntil and openUntil > now and isCooldownHard then
+          reason, at = 'breaker-open', openUntil
         elseif probe then
           reason = 'probe-in-flight'
           at = expiryAdds[probe] or tonumber(redis.call('ZSCORE', base .. ':lexp', probe))
@@ -462,7 +467,7 @@ return v
 /** ARGV: id, channel. Drops the record, its index entry and its hot state. Returns 1 or 0. */
 const deleteKey = `
 local base, id = KEYS[1], ARGV[1]
-redis.call('DEL', base .. ':k:' .. id, base .. ':w:' .. id)
+redis.call('DEL', base .. ':k:' .. id, base .. ':w:' .. id, base .. ':pc:' .. id)
 local json = redis.call('HGET', base .. ':keys', id)
 local found = 0
 if json then
@@ -474,6 +479,19 @@ end
 local v = redis.call('INCR', base .. ':ver')
 redis.call('PUBLISH', ARGV[2], v)
 return found
+`;
+
+/**
+ * ARGV: keyId, now, until, keepMs. Claims the key's probe slot unless a claim holds it past
+ * `now`. The held-until time decides (callers pass their clock, as everywhere); the key's own
+ * expiry (keepMs, well past until) only cleans up. Returns 1 (claimed) or 0.
+ */
+const claimProbe = `
+local k = KEYS[1] .. ':pc:' .. ARGV[1]
+local held = tonumber(redis.call('GET', k))
+if held and held > tonumber(ARGV[2]) then return 0 end
+redis.call('SET', k, ARGV[3], 'PX', ARGV[4])
+return 1
 `;
 
 /** ARGV: id, tokenHash ('' when deleting), json. Keeps the hash -> id index in step. Returns 1 or 0. */
@@ -514,6 +532,7 @@ const scripts = {
   keypoolDeleteKey: deleteKey,
   keypoolPutToken: putToken,
   keypoolAppendAudit: appendAudit,
+  keypoolClaimProbe: claimProbe,
 } as const;
 
 type ScriptName = keyof typeof scripts;

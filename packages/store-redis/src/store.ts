@@ -54,6 +54,8 @@ const recoverEveryMs = 250;
 /** How long a swept lease waits for its late report. */
 const sweptLeaseKeepMs = 3_600_000;
 const usageChunk = 1_000;
+/** A probe claim's Redis key outlives its held-until time by this (clocks differ; it only cleans up). */
+const probeClaimKeepMs = 60_000;
 const auditPage = 500;
 
 interface PendingSettle {
@@ -572,6 +574,7 @@ export class RedisStore implements Store {
       request.model ?? '',
       request.leaseId,
       leaseMiddle(request, expiresAt),
+      request.ignoreCooldown === true ? '1' : '',
     ];
     for (const candidate of candidates) args.push(candidateArg(candidate));
     const reply = await this.hot.run('r', args);
@@ -772,6 +775,29 @@ export class RedisStore implements Store {
       }
     }
     return this.local.usageSnapshot(keyIds, query);
+  }
+
+  /**
+   * False while degraded: the per-process fallback cannot see other processes' claims, and
+   * "one probe per key fleet-wide" matters more than probing during an outage.
+   */
+  async claimProbe(keyId: string, options: { now: number; ttlMs: number }): Promise<boolean> {
+    if (this.degraded) return false;
+    try {
+      const claimed = await this.guard(
+        this.client.keypoolClaimProbe(
+          this.base,
+          keyId,
+          options.now,
+          options.now + options.ttlMs,
+          options.ttlMs + probeClaimKeepMs,
+        ),
+      );
+      return claimed === 1;
+    } catch (error) {
+      this.fail(error);
+      return false;
+    }
   }
 
   // -------------------------------------------------------------------------
