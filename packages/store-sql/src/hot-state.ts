@@ -469,6 +469,25 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
       });
     },
 
+    /**
+     * The claim lives on the key's state row (column probe_claimed_until, migration 0008): its
+     * lock makes the claim atomic on every dialect, and deleting the key drops it.
+     */
+    async claimProbe(keyId: string, options: { now: number; ttlMs: number }): Promise<boolean> {
+      return hotTransaction(async (tx) => {
+        await lockStates(tx, [keyId]);
+        const claimed = await tx
+          .updateTable(t('key_state'))
+          .set({ probe_claimed_until: options.now + options.ttlMs })
+          .where('key_id', '=', keyId)
+          .where((eb) =>
+            eb.or([eb('probe_claimed_until', 'is', null), eb('probe_claimed_until', '<=', options.now)]),
+          )
+          .executeTakeFirst();
+        return Number(claimed.numUpdatedRows) === 1;
+      });
+    },
+
     /** Drops every piece of hot state of a deleted key. */
     async dropKeyState(keyId: string): Promise<void> {
       await hotTransaction(async (tx) => {
@@ -522,11 +541,20 @@ export function check(
   if (state.invalidSince !== undefined) return no('invalid', null);
   if (state.exhaustedUntil !== undefined && state.exhaustedUntil > now)
     return no('exhausted', state.exhaustedUntil);
-  if (state.coolingUntil !== undefined && state.coolingUntil > now) return no('cooling', state.coolingUntil);
+  // A last resort (ignoreCooldown) passes cooldowns, nothing else.
+  const isCooldownHard = request.ignoreCooldown !== true;
+  if (isCooldownHard && state.coolingUntil !== undefined && state.coolingUntil > now) {
+    return no('cooling', state.coolingUntil);
+  }
   const blockedUntil = request.model === undefined ? undefined : state.blockedModels?.[request.model];
   if (blockedUntil !== undefined && blockedUntil > now) return no('model-blocked', blockedUntil);
   let isProbe = false;
-  if (state.breaker === 'open' && state.breakerOpenUntil !== undefined && state.breakerOpenUntil > now) {
+  if (
+    isCooldownHard &&
+    state.breaker === 'open' &&
+    state.breakerOpenUntil !== undefined &&
+    state.breakerOpenUntil > now
+  ) {
     return no('breaker-open', state.breakerOpenUntil);
   }
   if (state.breaker === 'open' || state.breaker === 'half-open') {

@@ -2,9 +2,10 @@ import { type ExpressionBuilder, sql } from 'kysely';
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
 import type { AnyKysely, SqlDialectName } from './connection.js';
 import { SqlStoreError } from './errors.js';
-import { installPostgresFewerStatements } from './postgres-hot-path.js';
+import { installPostgresLastResort } from './postgres-hot-path.js';
 import { installPostgresHotPath0002 } from './postgres-hot-path-0002.js';
 import { installPostgresWindowStamps } from './postgres-hot-path-0003.js';
+import { installPostgresFewerStatements } from './postgres-hot-path-0005.js';
 
 export const tableNames = [
   'keys',
@@ -288,6 +289,21 @@ function migrations(layout: Layout): Record<string, Migration> {
           const drop = s.dropIndex(`${prefix}usage_${name}`);
           await (dialect === 'mysql' ? drop.on(t('usage')) : drop).execute();
         }
+      },
+    },
+    // PostgreSQL: a reserve that takes `ignoreCooldown` (the pool's lastResort). MySQL and SQLite
+    // run the TypeScript check(), which reads the flag: nothing to do there.
+    '0007_postgres_reserve_ignore_cooldown': {
+      async up(db: AnyKysely) {
+        if (dialect === 'postgres') await installPostgresLastResort(db, layout);
+      },
+    },
+    // Background probes claim a key's probe slot fleet-wide until a time (Store.claimProbe): kept
+    // on the key's state row, whose lock every hot-state write already takes.
+    '0008_probe_claims': {
+      async up(db: AnyKysely) {
+        const s = layout.schema ? db.schema.withSchema(layout.schema) : db.schema;
+        await s.alterTable(t('key_state')).addColumn('probe_claimed_until', ms).execute();
       },
     },
   };

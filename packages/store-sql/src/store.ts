@@ -102,6 +102,9 @@ export function sqlStore(options: SqlStoreOptions): SqlStore {
     resetKeyState: (keyId, opts) =>
       hot ? hot.resetKeyState(keyId, opts) : sqlHot.resetKeyState(keyId, opts),
     usageSnapshot: (ids, query) => (hot ? hot.usageSnapshot(ids, query) : sqlHot.usageSnapshot(ids, query)),
+    // Hot state: with a hot-state store that can claim, there; otherwise on the SQL key_state row.
+    claimProbe: (keyId, opts) =>
+      hot?.claimProbe ? hot.claimProbe(keyId, opts) : sqlHot.claimProbe(keyId, opts),
 
     async close() {
       if (isClosed) return;
