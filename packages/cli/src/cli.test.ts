@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -28,10 +28,10 @@ function cleanEnv(): NodeJS.ProcessEnv {
 }
 let mock: MockUpstream;
 
-async function keypool(args: string[], env: Record<string, string> = {}) {
+async function keypool(args: string[], env: Record<string, string> = {}, cwd = dir) {
   try {
     const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
-      cwd: dir,
+      cwd,
       env: { ...cleanEnv(), ...env },
     });
     return { code: 0, stdout, stderr };
@@ -227,26 +227,19 @@ describe('keypool (built binary)', () => {
     40_000,
   );
 
-  it('demo: serves with mock upstream keys and synthetic traffic', async () => {
-    const demoData = join(dir, 'demo-data');
-    const demo = await keypool([
-      '--data-dir',
-      demoData,
-      'demo',
-      '--port',
-      '0',
-      '--duration',
-      '2',
-      '--rate',
-      '20',
-    ]);
+  it('demo: serves with mock upstream keys and synthetic traffic, writing nothing to disk', async () => {
+    // A fresh working directory and the default data directory (./.keypool), as a first-time user runs it.
+    const cwd = mkdtempSync(join(tmpdir(), 'keypool-demo-'));
+    const demo = await keypool(['demo', '--port', '0', '--duration', '2', '--rate', '20'], {}, cwd);
+    const left = readdirSync(cwd, { recursive: true });
+    rmSync(cwd, { recursive: true, force: true });
     expect(demo.code, demo.stderr).toBe(0);
     expect(demo.stdout).toMatch(/admin API on http:\/\/127\.0\.0\.1:\d+/);
     if (dashboardBuilt) expect(demo.stdout).toMatch(/dashboard: {2}http:\/\/127\.0\.0\.1:\d+\//);
     const calls = Number(/after (\d+) calls/.exec(demo.stdout)?.[1]);
     expect(calls).toBeGreaterThan(5);
-    // The demo's memory store keeps nothing, so no master key file is left behind.
+    // The demo's memory store keeps nothing, so its master key lives in memory: no .keypool, no key file.
     expect(demo.stdout).toMatch(/master key: throw-away/);
-    expect(existsSync(join(demoData, 'master.key'))).toBe(false);
+    expect(left).toEqual([]);
   }, 30_000);
 });
