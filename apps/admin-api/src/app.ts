@@ -72,7 +72,7 @@ export function createAdminApp(options: AdminAppOptions): AdminApp {
     pool,
     store,
     logger,
-    auth: createAuth(store, options.auth, now),
+    auth: createAuth(store, options.auth, now, logger),
     leases: new LeaseBook({
       ...(options.lateReportMs !== undefined && { lateReportMs: options.lateReportMs }),
       now,
@@ -160,6 +160,8 @@ export function createAdminApp(options: AdminAppOptions): AdminApp {
       );
     }
     context.leases.close();
+    // Last-use writes still in flight land before the pool's owner closes the store.
+    await context.auth.flush();
   };
   return app;
 }

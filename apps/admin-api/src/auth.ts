@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hashToken, tokensEqual } from '@keypool/core';
 import type { Role, Store, TokenRecord } from '@keypool/spec';
 import type { Request } from 'express';
+import type { Logger } from 'pino';
 import { ApiError } from './errors.js';
 
 /** Who made a request: the token's identity, never the token. */
@@ -26,7 +27,12 @@ export interface Auth {
   authorize(req: Request, roles: readonly Role[]): Promise<Caller>;
   /** Drops cached tokens, e.g. after one was deleted. */
   forget(): void;
+  /** Waits for last-use writes still in flight (shutdown, before the store closes). */
+  flush(): Promise<void>;
 }
+
+/** A token's last use is written at most this often per token and process. */
+export const LAST_USED_INTERVAL_MS = 60_000;
 
 const TOKEN_PREFIX = 'kp_';
 
@@ -78,12 +84,42 @@ export async function ensureAdminToken(store: Store): Promise<string | undefined
   return token;
 }
 
-export function createAuth(store: Store, options: AuthOptions = {}, now: () => number = Date.now): Auth {
+export function createAuth(
+  store: Store,
+  options: AuthOptions = {},
+  now: () => number = Date.now,
+  logger?: Pick<Logger, 'warn'>,
+): Auth {
   const maxFailures = options.maxFailures ?? 20;
   const windowMs = options.windowMs ?? 60_000;
   const cacheMs = options.cacheMs ?? 1000;
   const failures = new Map<string, { count: number; since: number }>();
   const cache = new Map<string, { record: TokenRecord; at: number }>();
+  /** Token id → when this process last wrote its lastUsedAt. */
+  const touched = new Map<string, number>();
+  const writing = new Set<Promise<void>>();
+
+  /**
+   * Records a token's use in the background, at most once per interval: the request neither
+   * waits for the write nor fails with it; a store error is only logged.
+   */
+  function touch(record: TokenRecord): void {
+    const t = now();
+    const last = touched.get(record.id);
+    if (last !== undefined && t - last < LAST_USED_INTERVAL_MS) return;
+    if (touched.size > 10_000) touched.clear();
+    touched.set(record.id, t);
+    const write = Promise.resolve()
+      .then(() => store.touchToken(record.id, t))
+      .catch((error: unknown) => {
+        logger?.warn(
+          { tokenId: record.id, err: error instanceof Error ? error.message : String(error) },
+          'could not record a token’s last use; it shows the previous one until the next request',
+        );
+      })
+      .finally(() => writing.delete(write));
+    writing.add(write);
+  }
 
   function ipOf(req: Request): string {
     return req.ip ?? req.socket.remoteAddress ?? 'unknown';
@@ -162,6 +198,7 @@ export function createAuth(store: Store, options: AuthOptions = {}, now: () => n
           'Unknown or revoked token: check it, or ask an admin for a new one (`keypool tokens create`).',
         );
       }
+      touch(record);
       if (!roles.includes(record.role)) {
         throw new ApiError(
           403,
@@ -173,6 +210,9 @@ export function createAuth(store: Store, options: AuthOptions = {}, now: () => n
     },
     forget() {
       cache.clear();
+    },
+    async flush() {
+      await Promise.all([...writing]);
     },
   };
 }

@@ -420,6 +420,11 @@ export interface Store {
   getTokenByHash(tokenHash: string): Promise<TokenRecord | undefined>;
   putToken(record: TokenRecord): Promise<void>;
   deleteToken(id: string): Promise<boolean>;
+  /**
+   * Records that a token authenticated at `lastUsedAt` (epoch ms): only ever moves it
+   * forward, and never creates a record, so a token deleted meanwhile stays deleted.
+   */
+  touchToken(id: string, lastUsedAt: number): Promise<void>;
 
   // durable: logs
   appendUsage(records: readonly UsageRecord[]): Promise<void>;

@@ -265,6 +265,13 @@ class MemoryStoreImpl implements MemoryStore {
     return this.tokens.delete(id);
   }
 
+  async touchToken(id: string, lastUsedAt: number): Promise<void> {
+    const record = this.tokens.get(id);
+    if (record !== undefined && !(lastUsedAt <= (record.lastUsedAt ?? Number.NEGATIVE_INFINITY))) {
+      record.lastUsedAt = lastUsedAt;
+    }
+  }
+
   // -- durable: logs ---------------------------------------------------------
 
   async appendUsage(records: readonly UsageRecord[]): Promise<void> {

@@ -506,11 +506,26 @@ if old then
 end
 if ARGV[2] == '' then
   redis.call('HDEL', base .. ':tokens', ARGV[1])
+  redis.call('HDEL', base .. ':tokenused', ARGV[1])
 else
   redis.call('HSET', base .. ':tokens', ARGV[1], ARGV[3])
   redis.call('HSET', base .. ':tokenidx', ARGV[2], ARGV[1])
 end
 return old and 1 or 0
+`;
+
+/**
+ * ARGV: id, lastUsedAt. Kept beside the token's JSON (in :tokenused), so a touch never rewrites
+ * the record; only for a token that exists, and only forward.
+ */
+const touchToken = `
+local base = KEYS[1]
+if redis.call('HEXISTS', base .. ':tokens', ARGV[1]) == 0 then return 0 end
+local at = tonumber(ARGV[2])
+local old = tonumber(redis.call('HGET', base .. ':tokenused', ARGV[1]) or '')
+if old ~= nil and old >= at then return 0 end
+redis.call('HSET', base .. ':tokenused', ARGV[1], ARGV[2])
+return 1
 `;
 
 /** ARGV: time, json. Members sort by a zero-padded sequence so equal times keep insertion order. */
@@ -531,6 +546,7 @@ const scripts = {
   keypoolPutKey: putKey,
   keypoolDeleteKey: deleteKey,
   keypoolPutToken: putToken,
+  keypoolTouchToken: touchToken,
   keypoolAppendAudit: appendAudit,
   keypoolClaimProbe: claimProbe,
 } as const;

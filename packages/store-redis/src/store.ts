@@ -88,6 +88,13 @@ function parseAll<T>(values: string[]): T[] {
   return values.map((value) => JSON.parse(value) as T);
 }
 
+/** A token record with the latest of its own lastUsedAt and the one touches wrote beside it. */
+function withLastUse(record: TokenRecord, used: string | undefined): TokenRecord {
+  const touched = used === undefined ? undefined : Number(used);
+  if (touched === undefined || !(touched > (record.lastUsedAt ?? Number.NEGATIVE_INFINITY))) return record;
+  return { ...record, lastUsedAt: touched };
+}
+
 /** Fleet-wide keypool Store on Redis: Lua for the hot path, hashes and sorted sets for records. */
 export class RedisStore implements Store {
   readonly name = 'redis';
@@ -433,16 +440,21 @@ export class RedisStore implements Store {
   }
 
   async listTokens(): Promise<TokenRecord[]> {
-    return parseAll<TokenRecord>(await this.durable(() => this.client.hvals(this.k('tokens')))).sort(
-      byCreatedAt,
+    const [values, used] = await this.durable(() =>
+      Promise.all([this.client.hvals(this.k('tokens')), this.client.hgetall(this.k('tokenused'))]),
     );
+    return parseAll<TokenRecord>(values)
+      .map((record) => withLastUse(record, used[record.id]))
+      .sort(byCreatedAt);
   }
 
   async getTokenByHash(tokenHash: string): Promise<TokenRecord | undefined> {
     const id = await this.durable(() => this.client.hget(this.k('tokenidx'), tokenHash));
     if (id === null) return undefined;
-    const json = await this.durable(() => this.client.hget(this.k('tokens'), id));
-    return json === null ? undefined : (JSON.parse(json) as TokenRecord);
+    const [json, used] = await this.durable(() =>
+      Promise.all([this.client.hget(this.k('tokens'), id), this.client.hget(this.k('tokenused'), id)]),
+    );
+    return json === null ? undefined : withLastUse(JSON.parse(json) as TokenRecord, used ?? undefined);
   }
 
   async putToken(record: TokenRecord): Promise<void> {
@@ -453,6 +465,10 @@ export class RedisStore implements Store {
 
   async deleteToken(id: string): Promise<boolean> {
     return (await this.durable(() => this.client.keypoolPutToken(this.base, id, '', ''))) === 1;
+  }
+
+  async touchToken(id: string, lastUsedAt: number): Promise<void> {
+    await this.durable(() => this.client.keypoolTouchToken(this.base, id, lastUsedAt));
   }
 
   // -------------------------------------------------------------------------

@@ -153,6 +153,17 @@ export function recordMethods(ctx: SqlContext) {
       );
       return num(result.numDeletedRows) > 0;
     },
+    async touchToken(id: string, lastUsedAt: number): Promise<void> {
+      // An UPDATE: a deleted token has no row to update, so it cannot come back.
+      await ctx.transaction((tx) =>
+        tx
+          .updateTable(ctx.t('tokens'))
+          .set({ last_used_at: lastUsedAt })
+          .where('id', '=', id)
+          .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', lastUsedAt)]))
+          .execute(),
+      );
+    },
 
     async appendUsage(records: readonly UsageRecord[]): Promise<void> {
       if (records.length === 0) return;

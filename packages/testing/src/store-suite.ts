@@ -423,6 +423,34 @@ export function testStore(name: string, factory: StoreFactory): void {
         expect(await store.getTokenByHash('hash-svc')).toBeUndefined();
         expect(await store.listTokens()).toStrictEqual([viewer, revoked]);
       });
+
+      it('touchToken moves lastUsedAt forward only, keeps the rest, and never brings a deleted token back', async () => {
+        const token: TokenRecord = {
+          id: 't-touch',
+          name: 'cron',
+          role: 'service',
+          pools: ['p1'],
+          tokenHash: 'hash-touch',
+          createdAt: T0,
+        };
+        await store.putToken(token);
+        await store.touchToken('t-touch', T0 + 60_000);
+        expect(await store.getTokenByHash('hash-touch')).toStrictEqual({ ...token, lastUsedAt: T0 + 60_000 });
+        // A slower process touching with an older time does not move it back.
+        await store.touchToken('t-touch', T0 + 1_000);
+        expect((await store.listTokens()).find((t) => t.id === 't-touch')).toStrictEqual({
+          ...token,
+          lastUsedAt: T0 + 60_000,
+        });
+
+        expect(await store.deleteToken('t-touch')).toBe(true);
+        await store.touchToken('t-touch', T0 + 120_000);
+        expect(await store.getTokenByHash('hash-touch')).toBeUndefined();
+        expect((await store.listTokens()).map((t) => t.id)).not.toContain('t-touch');
+        // A token created again under the same id starts without the old one's last use.
+        await store.putToken(token);
+        expect(await store.getTokenByHash('hash-touch')).toStrictEqual(token);
+      });
     });
 
     describe('usage log', () => {
