@@ -29,4 +29,5 @@ export { deriveStatus, toKeyInfo } from './keys.js';
 export { definePlugin } from './plugins.js';
 export { type BreakerOptions, createKeyPool, type KeyPoolOptions } from './pool.js';
 export { PriceBook } from './prices.js';
+export type { ProbeOptions } from './probes.js';
 export { builtInStrategyNames, createStrategy } from './strategies.js';

@@ -6,6 +6,7 @@ import type {
   Disposable,
   ExecuteOptions,
   HealthStatus,
+  IneligibleReason,
   KeyHealth,
   KeyInfo,
   KeyLimits,
@@ -13,9 +14,11 @@ import type {
   KeyRecord,
   KeySpec,
   KeyState,
+  KeyStateUpdate,
   KeyUsageSnapshot,
   KeyView,
   LastError,
+  LastResortReason,
   Lease,
   LeaseRecord,
   Plugin,
@@ -24,9 +27,12 @@ import type {
   PoolHealth,
   PoolStats,
   PriceTable,
+  ProbeReason,
+  ProbeResult,
   Provider,
   ReleaseOutcome,
   ReserveCandidate,
+  ReserveRequest,
   RetryOptions,
   Store,
   Strategy,
@@ -60,6 +66,13 @@ import {
 } from './keys.js';
 import { createPluginHost, type PluginHost } from './plugins.js';
 import { PriceBook } from './prices.js';
+import {
+  BackgroundProber,
+  type ProbeOptions,
+  type ProbeTarget,
+  probeReasons,
+  resolveProbeOptions,
+} from './probes.js';
 import { builtInStrategyNames, createStrategy } from './strategies.js';
 
 export interface BreakerOptions {
@@ -80,6 +93,16 @@ export interface KeyPoolOptions {
   retry?: Partial<RetryOptions>;
   /** How long `acquire` waits for a key to become eligible. Default 30000; 0 = fail at once. */
   maxWaitMs?: number;
+  /**
+   * When no key is eligible and waiting up to `maxWaitMs` would not help, lease anyway the key
+   * whose cooldown ends soonest among those refused only for a 429 cooldown or an open breaker
+   * (the latter as its single half-open probe), and emit `key:last-resort`. Never an invalid,
+   * disabled, exhausted or model-blocked key, nor one past its own rpm/tpm/day/budget limits;
+   * the lease goes through the store's atomic reservation like any other. Default false.
+   */
+  lastResort?: boolean;
+  /** Background probes of invalid, exhausted and breaker-open keys. Default off. */
+  probes?: ProbeOptions;
   /** IANA zone for daily and monthly windows. Default 'UTC'. */
   timeZone?: string;
   /**
@@ -202,6 +225,9 @@ class Pool implements KeyPool {
   private readonly windowMs: number;
   private readonly leaseTtlMs: number;
   private readonly maxWaitMs: number;
+  private readonly lastResort: boolean;
+  private readonly probeOptions: Required<ProbeOptions> | undefined;
+  private prober: BackgroundProber | undefined;
   private readonly refreshMs: number;
   private readonly defaultEstimatedTokens: number;
   private readonly retry: RetryOptions;
@@ -245,6 +271,11 @@ class Pool implements KeyPool {
     this.windowMs = positive(options.windowMs, 60_000, 'windowMs');
     this.leaseTtlMs = positive(options.leaseTtlMs, 600_000, 'leaseTtlMs');
     this.maxWaitMs = nonNegative(options.maxWaitMs, 30_000, 'maxWaitMs');
+    if (options.lastResort !== undefined && typeof options.lastResort !== 'boolean') {
+      throw new ConfigError(`lastResort must be true or false (got ${String(options.lastResort)})`);
+    }
+    this.lastResort = options.lastResort === true;
+    this.probeOptions = resolveProbeOptions(options.probes, this.store);
     this.refreshMs = positive(options.refreshMs, 1000, 'refreshMs');
     this.defaultEstimatedTokens = nonNegative(options.defaultEstimatedTokens, 0, 'defaultEstimatedTokens');
     this.retry = {
@@ -296,6 +327,18 @@ class Pool implements KeyPool {
     await this.declareKeys(options.keys ?? []);
     await this.refresh();
     this.scheduleRefresh();
+    if (this.probeOptions !== undefined) {
+      this.prober = new BackgroundProber(this.probeOptions, {
+        store: this.store,
+        now: this.now,
+        due: (now) => this.probeTargets(now),
+        confirm: (target) => this.confirmProbe(target),
+        passed: (target, result) => this.recoverByProbe(target, result.latencyMs),
+        failed: (target, result) => this.noteFailedProbe(target, result),
+        reportError: (error, during) => this.reportError(error, during),
+      });
+      this.prober.start();
+    }
   }
 
   // -------------------------------------------------------------------------
@@ -334,28 +377,19 @@ class Pool implements KeyPool {
           reasons: {},
         });
       }
-      const window = this.calendar.at(now);
-      const leaseId = this.nextId('l');
-      const result = await this.store.reserve({
-        leaseId,
-        candidates,
-        ...(options.model !== undefined && { model: options.model }),
-        estimatedTokens,
-        estimatedCostUsd,
-        now,
-        windowMs: this.windowMs,
-        day: window.day,
-        month: window.month,
-        dayEndsAt: window.dayEndsAt,
-        monthEndsAt: window.monthEndsAt,
-        leaseTtlMs: this.leaseTtlMs,
-        ...(options.pool !== undefined && { meta: { pool: options.pool } }),
-      });
+      const result = await this.store.reserve(
+        this.reserveRequest(candidates, options, estimatedTokens, estimatedCostUsd, now),
+      );
       if (result.ok) return this.openLease(result.lease, options, startedAt);
 
       const elapsed = this.now() - startedAt;
       const remaining = maxWaitMs - elapsed;
       if (result.retryAfterMs === null || result.retryAfterMs > remaining) {
+        // Waiting would not help: the last resort, when enabled, replaces the failure (never a wait).
+        if (this.lastResort) {
+          const lease = await this.leaseLastResort(result.reasons, options, estimatedTokens, startedAt);
+          if (lease !== undefined) return lease;
+        }
         this.counters.noKeyAvailable++;
         this.emitter.emit('pool:no-key', {
           provider: options.provider,
@@ -379,6 +413,86 @@ class Pool implements KeyPool {
       this.counters.waits++;
       await this.sleep(Math.max(1, result.retryAfterMs), options.signal, true);
     }
+  }
+
+  private reserveRequest(
+    candidates: readonly ReserveCandidate[],
+    options: AcquireOptions,
+    estimatedTokens: number,
+    estimatedCostUsd: number,
+    now: number,
+  ): ReserveRequest {
+    const window = this.calendar.at(now);
+    return {
+      leaseId: this.nextId('l'),
+      candidates,
+      ...(options.model !== undefined && { model: options.model }),
+      estimatedTokens,
+      estimatedCostUsd,
+      now,
+      windowMs: this.windowMs,
+      day: window.day,
+      month: window.month,
+      dayEndsAt: window.dayEndsAt,
+      monthEndsAt: window.monthEndsAt,
+      leaseTtlMs: this.leaseTtlMs,
+      ...(options.pool !== undefined && { meta: { pool: options.pool } }),
+    };
+  }
+
+  /**
+   * `lastResort`: of the keys refused only for a 429 cooldown or an open breaker, lease the one
+   * whose cooldown ends soonest, through the store like any lease (`ignoreCooldown` passes those
+   * two refusals and nothing else, so limits hold fleet-wide; an open breaker's key goes as its
+   * one half-open probe). Undefined when no key qualifies or the store still refuses.
+   */
+  private async leaseLastResort(
+    refusals: Record<string, IneligibleReason>,
+    options: AcquireOptions,
+    estimatedTokens: number,
+    startedAt: number,
+  ): Promise<Lease | undefined> {
+    const ids = Object.keys(refusals).filter((id) => isLastResortReason(refusals[id]));
+    if (ids.length === 0) return undefined;
+    // Fresh states: the local view may be a refresh behind the refusal.
+    const states = await this.store.getKeyStates(ids);
+    const now = this.now();
+    const ranked: Array<{ entry: KeyEntry; until: number; reason: LastResortReason }> = [];
+    for (const state of states) {
+      const entry = this.entries.get(state.keyId);
+      if (entry === undefined) continue;
+      const before = this.statusOf(entry, now);
+      entry.state = state;
+      this.noteStatusChange(entry, before, now);
+      ranked.push({
+        entry,
+        until: cooldownEnd(state, now),
+        reason: refusals[state.keyId] as LastResortReason,
+      });
+    }
+    // Stable: keys whose cooldowns end together keep the strategy's order.
+    ranked.sort((a, b) => a.until - b.until);
+    const request = this.reserveRequest(
+      ranked.map((r) => r.entry.candidate),
+      options,
+      estimatedTokens,
+      this.prices.estimate(options.model, estimatedTokens),
+      now,
+    );
+    const result = await this.store.reserve({ ...request, ignoreCooldown: true });
+    if (!result.ok) return undefined;
+    const chosen = ranked.find((r) => r.entry.id === result.lease.keyId);
+    const lease = this.openLease(result.lease, options, startedAt);
+    if (chosen !== undefined) {
+      this.emitter.emit('key:last-resort', {
+        ...this.keyEvent(chosen.entry),
+        leaseId: lease.id,
+        reason: chosen.reason,
+        until: chosen.until,
+        ...(options.model !== undefined && { model: options.model }),
+      });
+    }
+    return lease;
   }
 
   private openLease(record: LeaseRecord, options: AcquireOptions, startedAt: number): Lease {
@@ -1192,6 +1306,90 @@ class Pool implements KeyPool {
   }
 
   // -------------------------------------------------------------------------
+  // Background probes (probes.ts runs them; the pool says what is due and applies results)
+  // -------------------------------------------------------------------------
+
+  private probeTargets(now: number): ProbeTarget[] {
+    const targets: ProbeTarget[] = [];
+    for (const entry of this.entries.values()) {
+      // A disabled key is the operator's call, not the upstream's: no probe brings it back.
+      if (!entry.record.enabled) continue;
+      const reasons = probeReasons(entry.state, now);
+      if (reasons.length === 0) continue;
+      const provider = this.plugins.providers.get(entry.provider);
+      if (provider?.probe === undefined) continue;
+      targets.push({
+        keyId: entry.id,
+        secret: entry.secret,
+        baseURL: entry.record.baseURL,
+        provider,
+        reasons,
+      });
+    }
+    return targets;
+  }
+
+  private async confirmProbe(target: ProbeTarget): Promise<ProbeReason[]> {
+    const entry = this.entries.get(target.keyId);
+    if (entry === undefined) return [];
+    const [state] = await this.store.getKeyStates([target.keyId]);
+    if (state === undefined) return [];
+    const now = this.now();
+    const before = this.statusOf(entry, now);
+    entry.state = state;
+    this.noteStatusChange(entry, before, now);
+    return entry.record.enabled ? probeReasons(state, now) : [];
+  }
+
+  /** A passing probe clears what the key was out for, with the writes a successful request makes. */
+  private async recoverByProbe(target: ProbeTarget, latency: number): Promise<void> {
+    const entry = this.entries.get(target.keyId);
+    if (entry === undefined || this.closed) return;
+    const now = this.now();
+    const { reasons } = target;
+    const isBreaker = reasons.includes('breaker-open');
+    const clear: NonNullable<KeyStateUpdate['clear']> = [];
+    if (reasons.includes('invalid')) clear.push('invalidSince');
+    if (reasons.includes('exhausted')) clear.push('exhaustedUntil');
+    if (isBreaker) clear.push('breakerOpenUntil', 'probeLeaseId');
+    await this.writeState(entry, {
+      clear,
+      ...(isBreaker && { set: { breaker: 'closed' as const }, resetFailures: true }),
+      now,
+    });
+    if (isBreaker) {
+      this.breakers.close(entry.id);
+      this.emitter.emit('breaker:close', this.keyEvent(entry));
+    }
+    const latencyMs = Math.round(latency);
+    this.emitter.emit('probe:passed', { ...this.keyEvent(entry), reasons, latencyMs });
+    this.wakeWaiters();
+    await this.store.appendAudit({
+      id: this.nextId('aud'),
+      time: now,
+      actor: 'probe',
+      action: 'key.probe',
+      target: entry.id,
+      details: { alias: entry.alias, ok: true, reasons, latencyMs },
+    });
+  }
+
+  /** A failing probe changes nothing about the key (and counts toward no breaker): it is only reported. */
+  private noteFailedProbe(target: ProbeTarget, result: ProbeResult): void {
+    const entry = this.entries.get(target.keyId);
+    if (entry === undefined || this.closed) return;
+    const { outcome } = result;
+    const failure = outcome !== undefined ? classifyOutcome(outcome, this.now()).failure : undefined;
+    this.emitter.emit('probe:failed', {
+      ...this.keyEvent(entry),
+      reasons: target.reasons,
+      latencyMs: Math.round(result.latencyMs),
+      ...(outcome?.status !== undefined && { status: outcome.status }),
+      ...(failure !== undefined && { failure }),
+    });
+  }
+
+  // -------------------------------------------------------------------------
   // Health, stats, events
   // -------------------------------------------------------------------------
 
@@ -1333,6 +1531,7 @@ class Pool implements KeyPool {
     if (this.closed) return;
     this.closed = true;
     if (this.refreshTimer !== undefined) clearTimeout(this.refreshTimer);
+    await this.prober?.close();
     for (const waiter of [...this.waiters, ...this.sleepers]) {
       clearTimeout(waiter.timer);
       waiter.resolve();
@@ -1365,6 +1564,19 @@ function resolveMasters(value: KeyPoolOptions['masterKey'], store: Store): Maste
     typeof item === 'string'
       ? parseMasterKey(item, index === 0 ? 'masterKey' : `masterKey[${index}]`)
       : (item as MasterKey),
+  );
+}
+
+function isLastResortReason(reason: IneligibleReason | undefined): reason is LastResortReason {
+  return reason === 'cooling' || reason === 'breaker-open';
+}
+
+/** When a key's cooldowns (429 and open breaker) have all ended by themselves, epoch ms. */
+function cooldownEnd(state: KeyState, now: number): number {
+  return Math.max(
+    now,
+    state.coolingUntil ?? now,
+    state.breaker === 'open' ? (state.breakerOpenUntil ?? now) : now,
   );
 }
 
