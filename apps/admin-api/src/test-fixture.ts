@@ -7,7 +7,7 @@ import { rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createKeyPool, generateMasterKey } from '@keypool/core';
+import { createKeyPool, generateMasterKey, type KeyPoolOptions } from '@keypool/core';
 import { anthropicProvider } from '@keypool/provider-anthropic';
 import { openaiProvider } from '@keypool/provider-openai';
 import type { KeyPool, Role, Store } from '@keypool/spec';
@@ -85,7 +85,7 @@ function openStore(kind: StoreKind): { store: Store; cleanup(): Promise<void> } 
 
 export async function startHarness(
   kind: StoreKind,
-  options: Partial<AdminAppOptions> & { leaseTtlMs?: number } = {},
+  options: Partial<AdminAppOptions> & { leaseTtlMs?: number; probes?: KeyPoolOptions['probes'] } = {},
 ): Promise<Harness> {
   const mock = await startMockUpstream({ keys: SECRETS });
   const masterKey = generateMasterKey();
@@ -96,6 +96,7 @@ export async function startHarness(
     masterKey,
     refreshMs: 100,
     ...(options.leaseTtlMs !== undefined && { leaseTtlMs: options.leaseTtlMs }),
+    ...(options.probes !== undefined && { probes: options.probes }),
   });
   const logs: string[] = [];
   const logger = createLogger({ level: 'debug' }, { write: (line: string) => void logs.push(line) });

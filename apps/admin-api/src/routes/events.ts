@@ -16,6 +16,8 @@ const FORWARDED: PoolEventName[] = [
   'key:updated',
   'key:removed',
   'key:last-resort',
+  'probe:passed',
+  'probe:failed',
   'breaker:open',
   'breaker:half-open',
   'breaker:close',
