@@ -306,6 +306,16 @@ function migrations(layout: Layout): Record<string, Migration> {
         await s.alterTable(t('key_state')).addColumn('probe_claimed_until', ms).execute();
       },
     },
+    // Settles delete their lease now, so the table holds only live and swept leases and the
+    // (status, expires_at) index serves the in-flight count per key too: one index fewer to
+    // write on every reserve and settle.
+    '0009_leases_fewer_indexes': {
+      async up(db: AnyKysely) {
+        const s = layout.schema ? db.schema.withSchema(layout.schema) : db.schema;
+        const drop = s.dropIndex(`${prefix}leases_key_status`);
+        await (dialect === 'mysql' ? drop.on(t('leases')) : drop).execute();
+      },
+    },
   };
 }
 

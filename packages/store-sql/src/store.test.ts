@@ -69,6 +69,7 @@ for (const dialect of DIALECTS) {
         '0006_usage_fewer_indexes',
         '0007_postgres_reserve_ignore_cooldown',
         '0008_probe_claims',
+        '0009_leases_fewer_indexes',
       ]);
       expect(await migrate(run.options)).toEqual([]);
       const store = run.open();

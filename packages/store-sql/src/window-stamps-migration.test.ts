@@ -106,6 +106,7 @@ for (const dialect of DIALECTS) {
         '0006_usage_fewer_indexes',
         '0007_postgres_reserve_ignore_cooldown',
         '0008_probe_claims',
+        '0009_leases_fewer_indexes',
       ]);
       const store = run.open();
       await store.init!();
