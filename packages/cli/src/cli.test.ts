@@ -49,25 +49,39 @@ function json(result: { code: number; stdout: string; stderr: string }) {
   return JSON.parse(result.stdout);
 }
 
-/** Starts `keypool serve` and resolves once it printed its URL. */
-function serve(args: string[] = []): Promise<{ child: ChildProcess; out: () => string; url: string }> {
+/** Starts `keypool serve` and resolves once it printed its URL (in words, or as JSON with --json). */
+function serve(
+  args: string[] = [],
+  options: { env?: Record<string, string>; cwd?: string } = {},
+): Promise<{ child: ChildProcess; out: () => string; url: string }> {
   const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], {
-    cwd: dir,
-    env: { ...cleanEnv(), LOG_LEVEL: 'warn' },
+    cwd: options.cwd ?? dir,
+    env: { ...cleanEnv(), LOG_LEVEL: 'warn', ...options.env },
   });
   let text = '';
   child.stdout.on('data', (chunk) => (text += chunk));
   child.stderr.on('data', (chunk) => (text += chunk));
   return new Promise((done, fail) => {
     const timer = setTimeout(() => fail(new Error(`serve did not start:\n${text}`)), 15_000);
+    child.once('exit', (code) => fail(new Error(`serve exited (${code}):\n${text}`)));
     child.stdout.on('data', () => {
-      const url = /admin API on (http:\/\/\S+)/.exec(text)?.[1];
-      if (url !== undefined && text.includes('OpenAPI:')) {
+      const line = /^(\{"url":.*\})\n/m.exec(text)?.[1];
+      const url =
+        /admin API on (http:\/\/\S+)/.exec(text)?.[1] ??
+        (line !== undefined ? (JSON.parse(line) as { url: string }).url : undefined);
+      if (url !== undefined && (text.includes('OpenAPI:') || line !== undefined)) {
         clearTimeout(timer);
         setTimeout(() => done({ child, out: () => text, url }), 50);
       }
     });
   });
+}
+
+/** What `serve --json` printed when it started. */
+function startLine(out: string): Record<string, unknown> {
+  const line = /^(\{"url":.*\})$/m.exec(out)?.[1];
+  if (line === undefined) throw new Error(`no start line in:\n${out}`);
+  return JSON.parse(line);
 }
 
 async function stop(child: ChildProcess): Promise<number | null> {
@@ -206,6 +220,147 @@ describe('keypool (built binary)', () => {
       const help = await keypool([...args, '--help']);
       expect(help.code).toBe(0);
       expect(help.stdout).toContain('Usage: keypool');
+    }
+  }, 30_000);
+
+  it('serve --last-resort --probe-interval: a cooling key still serves, a probe brings a refused key back', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'keypool-serve-'));
+    try {
+      const added = await keypool(
+        [
+          'keys',
+          'add',
+          'openai',
+          '--alias',
+          'one',
+          '--secret-env',
+          'THE_KEY',
+          '--base-url',
+          `${mock.url}/v1`,
+        ],
+        { THE_KEY: SECRET },
+        cwd,
+      );
+      expect(added.code, added.stderr).toBe(0);
+      const tokenOf = async (role: string) =>
+        json(await keypool(['tokens', 'create', '--name', role, '--role', role, '--json'], {}, cwd))
+          .token as string;
+      const service = await tokenOf('service');
+      const viewer = await tokenOf('viewer');
+      const call = (url: string, token: string, path: string, body?: unknown) =>
+        fetch(`${url}${path}`, {
+          method: body === undefined ? 'GET' : 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          ...(body !== undefined && { body: JSON.stringify(body) }),
+        });
+
+      // Without the flags: a 429 cools the only key for ten minutes, and the next lease is refused.
+      const plain = await serve([], { cwd });
+      expect(plain.out()).not.toContain('lastResort:');
+      expect(plain.out()).not.toContain('probes:');
+      const first = await call(plain.url, service, '/v1/leases', { provider: 'openai' });
+      expect(first.status).toBe(201);
+      const { leaseId } = (await first.json()) as { leaseId: string };
+      const cooled = await call(plain.url, service, `/v1/leases/${leaseId}/report`, {
+        ok: false,
+        status: 429,
+        headers: { 'retry-after': '600' },
+      });
+      expect(cooled.status).toBe(200);
+      expect((await call(plain.url, service, '/v1/leases', { provider: 'openai' })).status).toBe(429);
+      expect(await stop(plain.child)).toBe(0);
+
+      const flagged = await serve(['--last-resort', '--probe-interval', '200ms'], { cwd });
+      expect(flagged.out()).toMatch(/lastResort: on \(/);
+      expect(flagged.out()).toMatch(/probes: {5}every 200ms \(/);
+      // Still cooling (the store kept it), yet the lease goes through as a last resort.
+      const rescued = await call(flagged.url, service, '/v1/leases', { provider: 'openai' });
+      expect(rescued.status).toBe(201);
+      const lease = (await rescued.json()) as { leaseId: string; keyAlias: string };
+      expect(lease.keyAlias).toBe('one');
+      // Upstream then refuses the key (401): invalid, until a background probe finds it accepted again.
+      const refused = await call(flagged.url, service, `/v1/leases/${lease.leaseId}/report`, {
+        ok: false,
+        status: 401,
+      });
+      expect(refused.status).toBe(200);
+      let entries: Array<{ actor: string; details: { alias: string; reasons: string[] } }> = [];
+      while (entries.length === 0) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const audit = await call(flagged.url, viewer, '/v1/audit?action=key.probe');
+        entries = ((await audit.json()) as { entries: typeof entries }).entries;
+      }
+      expect(entries).toEqual([
+        expect.objectContaining({
+          actor: 'probe',
+          details: expect.objectContaining({ alias: 'one', reasons: ['invalid'] }),
+        }),
+      ]);
+      expect(await stop(flagged.child)).toBe(0);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  }, 40_000);
+
+  it('serve reads KEYPOOL_LAST_RESORT and KEYPOOL_PROBE_INTERVAL (0 and empty mean off)', async () => {
+    const on = await serve(['--json', '--store', 'memory:'], {
+      env: { KEYPOOL_LAST_RESORT: '1', KEYPOOL_PROBE_INTERVAL: '5m' },
+    });
+    expect(startLine(on.out())).toMatchObject({ lastResort: true, probeIntervalMs: 300_000 });
+    expect(await stop(on.child)).toBe(0);
+
+    const off = await serve(['--json', '--store', 'memory:'], {
+      env: { KEYPOOL_LAST_RESORT: '0', KEYPOOL_PROBE_INTERVAL: '' },
+    });
+    const started = startLine(off.out());
+    expect(started.lastResort).toBe(false);
+    expect(started).not.toHaveProperty('probeIntervalMs');
+    expect(await stop(off.child)).toBe(0);
+
+    // The flag wins over its variable.
+    const flag = await serve(['--store', 'memory:', '--probe-interval', '1.5s'], {
+      env: { KEYPOOL_PROBE_INTERVAL: '5m' },
+    });
+    expect(flag.out()).toContain('every 1500ms');
+    expect(flag.out()).not.toContain('lastResort:');
+    expect(await stop(flag.child)).toBe(0);
+  }, 40_000);
+
+  it('serve refuses a bad --probe-interval or KEYPOOL_LAST_RESORT, naming it with an example', async () => {
+    for (const [value, says] of [
+      ['5x', 'e.g. 30s, 5m'],
+      ['30d', 'e.g. 30s, 5m'],
+      ['-5s', 'e.g. 30s, 5m'],
+      ['0', 'longer than 0'],
+      ['999h', 'at most 2147483647 ms'],
+    ] as const) {
+      const bad = await keypool(['serve', '--port', '0', '--store', 'memory:', '--probe-interval', value]);
+      expect(bad.code, `${value}: ${bad.stdout}`).toBe(1);
+      expect(bad.stderr).toContain(`option '--probe-interval <duration>' argument '${value}' is invalid`);
+      expect(bad.stderr).toContain(says);
+    }
+    const badEnv = await keypool(['serve', '--port', '0', '--store', 'memory:'], {
+      KEYPOOL_PROBE_INTERVAL: 'soon',
+    });
+    expect(badEnv.code).toBe(1);
+    expect(badEnv.stderr).toContain("from env 'KEYPOOL_PROBE_INTERVAL' is invalid");
+    expect(badEnv.stderr).toContain('e.g. 30s, 5m');
+    const badSwitch = await keypool(['serve', '--port', '0', '--store', 'memory:'], {
+      KEYPOOL_LAST_RESORT: 'maybe',
+    });
+    expect(badSwitch.code).toBe(1);
+    expect(badSwitch.stderr).toContain('KEYPOOL_LAST_RESORT must be 1 or 0');
+    expect(badSwitch.stderr).toContain('KEYPOOL_LAST_RESORT=1');
+    expect(badSwitch.stdout).toBe('');
+
+    const help = await keypool(['serve', '--help']);
+    for (const words of [
+      '--last-resort',
+      'KEYPOOL_LAST_RESORT',
+      '--probe-interval <duration>',
+      'KEYPOOL_PROBE_INTERVAL',
+    ]) {
+      expect(help.stdout).toContain(words);
     }
   }, 30_000);
 

@@ -1,4 +1,10 @@
-import { createKeyPool, generateMasterKey, type MasterKey, parseMasterKey } from '@keypool/core';
+import {
+  createKeyPool,
+  generateMasterKey,
+  type KeyPoolOptions,
+  type MasterKey,
+  parseMasterKey,
+} from '@keypool/core';
 import { anthropicProvider } from '@keypool/provider-anthropic';
 import { openaiProvider } from '@keypool/provider-openai';
 import type { KeyPool, Store } from '@keypool/spec';
@@ -33,7 +39,7 @@ export function storeUrlOf(options: GlobalOptions): string {
  */
 export async function openPool(
   options: GlobalOptions,
-  poolOptions: { refreshMs?: number; keys?: Parameters<typeof createKeyPool>[0]['keys'] } = {},
+  poolOptions: Pick<KeyPoolOptions, 'refreshMs' | 'keys' | 'lastResort' | 'probes'> = {},
 ): Promise<OpenedPool> {
   const storeUrl = storeUrlOf(options);
   const store = await openStore(storeUrl);
@@ -62,6 +68,8 @@ export async function openPool(
       masterKey: masters.keys,
       ...(poolOptions.refreshMs !== undefined && { refreshMs: poolOptions.refreshMs }),
       ...(poolOptions.keys !== undefined && { keys: poolOptions.keys }),
+      ...(poolOptions.lastResort !== undefined && { lastResort: poolOptions.lastResort }),
+      ...(poolOptions.probes !== undefined && { probes: poolOptions.probes }),
     });
     return { pool, store, storeUrl, masters, masterKeys: masters.keys };
   } catch (error) {

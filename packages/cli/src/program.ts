@@ -3,6 +3,7 @@ import { importEnv, migrate, rotateMasterKey, tokensCreate, usage } from './comm
 import { demo } from './commands/demo.js';
 import { keysAdd, keysList, keysSetEnabled, keysTest } from './commands/keys.js';
 import { serve } from './commands/serve.js';
+import { parseDuration } from './duration.js';
 import type { GlobalOptions } from './open-pool.js';
 
 function port(value: string): number {
@@ -16,6 +17,22 @@ function positive(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number.');
   return n;
+}
+
+/**
+ * An on/off environment variable. Commander turns a flag on whenever its variable is set at all,
+ * even to `0`, so the value is read here: 1/true/yes/on or 0/false/no/off (empty is off).
+ */
+function envSwitch(name: string): boolean {
+  const value = (process.env[name] ?? '').trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(value)) return true;
+  if (['', '0', 'false', 'no', 'off'].includes(value)) return false;
+  throw Object.assign(
+    new Error(
+      `${name} must be 1 or 0 (true/false, yes/no, on/off), not "${process.env[name]}"; e.g. ${name}=1.`,
+    ),
+    { code: 'KEYPOOL_INVALID_ENV' },
+  );
 }
 
 /** The `keypool` command. Every subcommand takes --store, --data-dir and --json. */
@@ -44,9 +61,38 @@ export function createProgram(): Command {
     .description('serve the admin API (default store: SQLite in ./.keypool, no server needed)')
     .addOption(new Option('-p, --port <port>', 'port').env('PORT').default(8080).argParser(port))
     .addOption(new Option('--host <host>', 'interface to listen on').env('HOST').default('127.0.0.1'))
+    .addOption(
+      new Option(
+        '--last-resort',
+        'when no key is eligible, use the one whose 429 cooldown or open breaker ends soonest rather than fail (never an invalid, exhausted or disabled key; limits still hold); the env takes 1 or 0',
+      ).env('KEYPOOL_LAST_RESORT'),
+    )
+    .addOption(
+      new Option(
+        '--probe-interval <duration>',
+        'probe invalid, exhausted and breaker-open keys this often (listing models), one probe per key fleet-wide; a pass brings the key back: 30s, 5m, 1h or ms',
+      )
+        .env('KEYPOOL_PROBE_INTERVAL')
+        // Empty means unset, as with KEYPOOL_STORE: templates often export the variable blank.
+        // (Commander keeps '' for a value the parser leaves out, so the action checks for a number.)
+        .argParser((value: string) => (value.trim() === '' ? '' : parseDuration(value))),
+    )
     .action(async (_options, command: Command) => {
-      const o = globals(command) as GlobalOptions & { port: number; host: string };
-      await serve(o);
+      const o = globals(command) as GlobalOptions & {
+        port: number;
+        host: string;
+        lastResort?: boolean;
+        probeInterval?: number | '';
+      };
+      const lastResort =
+        command.getOptionValueSource('lastResort') === 'env'
+          ? envSwitch('KEYPOOL_LAST_RESORT')
+          : o.lastResort === true;
+      await serve({
+        ...o,
+        lastResort,
+        ...(typeof o.probeInterval === 'number' && { probeIntervalMs: o.probeInterval }),
+      });
     });
 
   program

@@ -2,12 +2,17 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger, type RunningServer, startServer } from '@keypool/admin-api';
 import { dashboardDir } from '@keypool/dashboard';
+import { formatDuration } from '../duration.js';
 import { type GlobalOptions, type OpenedPool, openPool } from '../open-pool.js';
 import { displayUrl } from '../store-url.js';
 
 export interface ServeOptions extends GlobalOptions {
   port: number;
   host: string;
+  /** The pool's `lastResort`. */
+  lastResort?: boolean;
+  /** The pool's `probes.intervalMs`; absent = no background probes. */
+  probeIntervalMs?: number;
 }
 
 /** The built dashboard, when there is one (a clone builds it with `npm start`). */
@@ -15,12 +20,16 @@ export function builtDashboard(): string | undefined {
   return existsSync(join(dashboardDir, 'index.html')) ? dashboardDir : undefined;
 }
 
-/** Says where things are, once, in words: store, master key, URL, and the first admin token. */
+/**
+ * Says where things are, once, in words: store, master key, URL, the pool options turned on,
+ * and the first admin token.
+ */
 export function describeStart(
   opened: OpenedPool,
   running: RunningServer,
   dashboard: string | undefined,
   say: (line: string) => void,
+  enabled: Pick<ServeOptions, 'lastResort' | 'probeIntervalMs'> = {},
 ): void {
   say(`keypool admin API on ${running.url}`);
   say(
@@ -38,6 +47,16 @@ export function describeStart(
     );
   } else say(`  master key: ${masters.file}`);
   if (masters.keys.length > 1) say('  rotation under way: finish it with `keypool rotate-master-key`.');
+  if (enabled.lastResort === true) {
+    say(
+      '  lastResort: on (with no key eligible, the one whose 429 cooldown or open breaker ends soonest serves; event key:last-resort)',
+    );
+  }
+  if (enabled.probeIntervalMs !== undefined) {
+    say(
+      `  probes:     every ${formatDuration(enabled.probeIntervalMs)} (invalid, exhausted and breaker-open keys; a pass brings one back: event probe:passed, audit key.probe)`,
+    );
+  }
   say(`  OpenAPI:    ${running.url}/v1/openapi.json`);
   if (running.adminToken !== undefined) {
     say('');
@@ -70,7 +89,10 @@ export function stopOnSignals(stop: () => Promise<void>): void {
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
-  const opened = await openPool(options);
+  const opened = await openPool(options, {
+    lastResort: options.lastResort === true,
+    ...(options.probeIntervalMs !== undefined && { probes: { intervalMs: options.probeIntervalMs } }),
+  });
   const dashboard = builtDashboard();
   let running: RunningServer;
   try {
@@ -101,11 +123,13 @@ export async function serve(options: ServeOptions): Promise<void> {
         ...(dashboard !== undefined && { dashboard: `${running.url}/` }),
         store: displayUrl(opened.storeUrl),
         masterKey: opened.masters.file ?? opened.masters.source,
+        lastResort: options.lastResort === true,
+        ...(options.probeIntervalMs !== undefined && { probeIntervalMs: options.probeIntervalMs }),
         ...(running.adminToken !== undefined && { adminToken: running.adminToken }),
       }),
     );
   } else {
-    describeStart(opened, running, dashboard, (line) => console.log(line));
+    describeStart(opened, running, dashboard, (line) => console.log(line), options);
   }
   stopOnSignals(() => running.close());
 }
