@@ -56,11 +56,26 @@ const KEY_CHANGES = new Set([
   'breaker:close',
 ]);
 
+const PROBE_REASONS: Record<string, string> = {
+  invalid: 'invalid',
+  exhausted: 'exhausted',
+  'breaker-open': 'behind an open breaker',
+};
+const PROBE_FAILURES: Record<string, string> = {
+  timeout: 'timed out',
+  connection: 'connection failed',
+  abort: 'aborted',
+};
+
 /** What an event means to an operator, in words. Payloads carry ids and aliases, never secrets. */
 export function describeEvent(name: string, data: Record<string, unknown>): string | undefined {
   const alias = typeof data.alias === 'string' ? data.alias : 'a key';
-  const secondsUntil = (until: unknown) =>
-    typeof until === 'number' ? ` for ${Math.max(0, Math.round((until - Date.now()) / 1000))} s` : '';
+  const seconds = (until: number) => Math.max(0, Math.round((until - Date.now()) / 1000));
+  const secondsUntil = (until: unknown) => (typeof until === 'number' ? ` for ${seconds(until)} s` : '');
+  // What a probed key was out for, in words: "invalid or behind an open breaker".
+  const outFor = (reasons: unknown) =>
+    (Array.isArray(reasons) ? reasons : []).map((r) => PROBE_REASONS[String(r)] ?? String(r)).join(' or ') ||
+    'out of service';
   switch (name) {
     case 'key:status':
       return `${alias}: ${String(data.from)} → ${String(data.to)}${typeof data.reason === 'string' ? ` (${data.reason})` : ''}`;
@@ -85,7 +100,21 @@ export function describeEvent(name: string, data: Record<string, unknown>): stri
     case 'breaker:close':
       return `${alias}: breaker closed`;
     case 'key:last-resort':
-      return `${alias} used as a last resort (${String(data.reason)})`;
+      return `${alias} used as a last resort${typeof data.model === 'string' ? ` for ${data.model}` : ''} while ${
+        data.reason === 'breaker-open' ? 'its breaker is open' : 'cooling down after a rate limit'
+      }${typeof data.until === 'number' ? ` (${seconds(data.until)} s left)` : ''}: no other key was available`;
+    case 'probe:passed':
+      return `${alias} passed a probe and is no longer ${outFor(data.reasons)}`;
+    case 'probe:failed': {
+      // The upstream's HTTP status when it answered; else what went wrong on the way.
+      const why =
+        typeof data.status === 'number'
+          ? String(data.status)
+          : typeof data.failure === 'string'
+            ? (PROBE_FAILURES[data.failure] ?? data.failure)
+            : undefined;
+      return `${alias} failed a probe${why !== undefined ? ` (${why})` : ''}: still ${outFor(data.reasons)}`;
+    }
     case 'pool:no-key':
       return `No ${String(data.provider)} key available${typeof data.model === 'string' ? ` for ${data.model}` : ''}`;
     case 'store:degraded':

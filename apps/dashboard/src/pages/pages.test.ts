@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { dailySeries } from '../daily-series.js';
 import { describeEvent } from '../live.js';
 import { keyBodyFromForm } from './admin.js';
@@ -78,6 +78,10 @@ describe('add key form', () => {
 });
 
 describe('event feed', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it('says what a pool event means, and ignores the chatty ones', () => {
     expect(
       describeEvent('key:status', {
@@ -94,5 +98,58 @@ describe('event feed', () => {
       'No openai key available for gpt-4o',
     );
     expect(describeEvent('lease:acquired', { alias: 'a' })).toBeUndefined();
+  });
+
+  // Payloads as the admin API forwards them (ids and aliases, never secrets).
+  const key = { keyId: 'key_1', alias: 'team-a', provider: 'openai' };
+
+  it('says a key was used as a last resort, why, and for how much longer', () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    expect(
+      describeEvent('key:last-resort', {
+        ...key,
+        leaseId: 'l_1',
+        reason: 'cooling',
+        until: 1_042_000,
+        model: 'gpt-4o-mini',
+      }),
+    ).toBe(
+      'team-a used as a last resort for gpt-4o-mini while cooling down after a rate limit (42 s left): no other key was available',
+    );
+    expect(
+      describeEvent('key:last-resort', { ...key, leaseId: 'l_2', reason: 'breaker-open', until: 1_300_000 }),
+    ).toBe('team-a used as a last resort while its breaker is open (300 s left): no other key was available');
+  });
+
+  it('says what a passing probe brought a key back from', () => {
+    expect(describeEvent('probe:passed', { ...key, reasons: ['invalid'], latencyMs: 120 })).toBe(
+      'team-a passed a probe and is no longer invalid',
+    );
+    expect(
+      describeEvent('probe:passed', { ...key, reasons: ['exhausted', 'breaker-open'], latencyMs: 80 }),
+    ).toBe('team-a passed a probe and is no longer exhausted or behind an open breaker');
+  });
+
+  it('says a failed probe left a key as it was, with the upstream status or what went wrong', () => {
+    expect(
+      describeEvent('probe:failed', {
+        ...key,
+        reasons: ['invalid'],
+        latencyMs: 90,
+        status: 401,
+        failure: 'auth',
+      }),
+    ).toBe('team-a failed a probe (401): still invalid');
+    expect(
+      describeEvent('probe:failed', {
+        ...key,
+        reasons: ['breaker-open'],
+        latencyMs: 10_000,
+        failure: 'timeout',
+      }),
+    ).toBe('team-a failed a probe (timed out): still behind an open breaker');
+    expect(describeEvent('probe:failed', { keyId: 'key_2', reasons: [], latencyMs: 5 })).toBe(
+      'a key failed a probe: still out of service',
+    );
   });
 });
