@@ -17,7 +17,7 @@ import {
 import { startFleet, type WorkerReport } from './fleet.js';
 import { peakInAnyWindow } from './windows.js';
 
-const WINDOW_MS = 2_000;
+const WINDOW_MS = 5_000;
 const WINDOWS = 4;
 const PROCESSES = 8;
 const LOOPS_PER_PROCESS = 2;
@@ -81,7 +81,7 @@ for (const backend of SERVER_BACKENDS) {
         WINDOWS * WINDOW_MS + WINDOW_MS / 4,
       );
       reports = await fleet.reports;
-    }, 40_000);
+    }, 60_000);
 
     afterAll(async () => {
       if (summary.length > 0) console.log(`[fleet ${backend}]\n  ${summary.join('\n  ')}`);
