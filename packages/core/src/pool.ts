@@ -1331,8 +1331,12 @@ class Pool implements KeyPool {
 
   private async confirmProbe(target: ProbeTarget): Promise<ProbeReason[]> {
     const entry = this.entries.get(target.keyId);
-    if (entry === undefined) return [];
-    const [state] = await this.store.getKeyStates([target.keyId]);
+    return entry === undefined ? [] : this.currentProbeReasons(entry);
+  }
+
+  /** What the key is out for in the store's current state: another process may have brought it back. */
+  private async currentProbeReasons(entry: KeyEntry): Promise<ProbeReason[]> {
+    const [state] = await this.store.getKeyStates([entry.id]);
     if (state === undefined) return [];
     const now = this.now();
     const before = this.statusOf(entry, now);
@@ -1341,12 +1345,51 @@ class Pool implements KeyPool {
     return entry.record.enabled ? probeReasons(state, now) : [];
   }
 
-  /** A passing probe clears what the key was out for, with the writes a successful request makes. */
   private async recoverByProbe(target: ProbeTarget, latency: number): Promise<void> {
     const entry = this.entries.get(target.keyId);
     if (entry === undefined || this.closed) return;
+    await this.recover(entry, target.reasons, { actor: 'probe', latencyMs: latency });
+  }
+
+  async recoverKey(id: string, options: { actor: string; latencyMs: number }): Promise<ProbeReason[]> {
+    this.assertOpen();
+    if (!(typeof options?.actor === 'string' && options.actor.trim() !== '')) {
+      throw new ConfigError(
+        'recoverKey needs an actor for the audit log (who ran the probe), e.g. { actor: "alice" }',
+      );
+    }
+    if (
+      !(typeof options.latencyMs === 'number' && Number.isFinite(options.latencyMs) && options.latencyMs >= 0)
+    ) {
+      throw new ConfigError(
+        `recoverKey needs the passing probe's latencyMs, a number of ms >= 0 (got ${String(options.latencyMs)})`,
+      );
+    }
+    const record = await this.requireKey(id);
+    // Added by another process since the last refresh: load it rather than miss it.
+    if (!this.entries.has(id)) await this.refresh();
+    const entry = this.entries.get(id);
+    if (entry === undefined) {
+      throw new KeypoolError(
+        'KEYPOOL_UNKNOWN_KEY',
+        `Key ${record.alias} is not in this pool: its secret could not be opened with this pool's master key.`,
+      );
+    }
+    const reasons = await this.currentProbeReasons(entry);
+    if (reasons.length > 0) await this.recover(entry, reasons, options);
+    return reasons;
+  }
+
+  /**
+   * A passing probe (background, or run by `actor` and reported through `recoverKey`) clears what
+   * the key was out for, with the writes a successful request makes.
+   */
+  private async recover(
+    entry: KeyEntry,
+    reasons: ProbeReason[],
+    { actor, latencyMs: latency }: { actor: string; latencyMs: number },
+  ): Promise<void> {
     const now = this.now();
-    const { reasons } = target;
     const isBreaker = reasons.includes('breaker-open');
     const clear: NonNullable<KeyStateUpdate['clear']> = [];
     if (reasons.includes('invalid')) clear.push('invalidSince');
@@ -1367,7 +1410,7 @@ class Pool implements KeyPool {
     await this.store.appendAudit({
       id: this.nextId('aud'),
       time: now,
-      actor: 'probe',
+      actor,
       action: 'key.probe',
       target: entry.id,
       details: { alias: entry.alias, ok: true, reasons, latencyMs },

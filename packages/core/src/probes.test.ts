@@ -242,6 +242,118 @@ describe('background probes', () => {
   });
 });
 
+describe('recoverKey: a probe the caller ran passed', () => {
+  /** No background probes: only the caller's probe can bring a key back. */
+  async function quietPool(options: Partial<KeyPoolOptions> = {}): Promise<KeyPool> {
+    const pool = await createKeyPool({
+      store: memoryStore(),
+      plugins: [
+        definePlugin({ id: 'probe-test-openai', activate: (ctx) => void ctx.providers.register(provider) }),
+      ],
+      keys: [keySpec(0)],
+      maxWaitMs: 0,
+      ...options,
+    });
+    pools.push(pool);
+    return pool;
+  }
+
+  /** What an operator's manual test does: the provider's probe with the key, then recoverKey. */
+  async function testByHand(pool: KeyPool, actor: string) {
+    const key = pool.keys()[0]!;
+    const result = await provider.probe!(secret(0), { baseURL: `${mock.url}/v1` });
+    expect(result.ok).toBe(true);
+    return pool.recoverKey(key.id, { actor, latencyMs: result.latencyMs });
+  }
+
+  it.each([
+    [401, 'invalid'],
+    [402, 'exhausted'],
+  ] as const)(
+    'brings a key back after a %i as a background probe does, audited by the caller',
+    async (status, reason) => {
+      const pool = await quietPool();
+      const events: Array<[string, unknown]> = [];
+      for (const name of ['probe:passed', 'key:status'] as const)
+        pool.on(name, (e) => events.push([name, e]));
+      await fail(pool, status);
+      expect(pool.health().keys[0]?.status).toBe(reason);
+
+      expect(await testByHand(pool, 'alice (tok_1)')).toEqual([reason]);
+      const key = pool.keys()[0]!;
+      expect(pool.health().keys[0]?.status).toBe('active');
+      expect(events).toEqual([
+        ['key:status', expect.objectContaining({ from: 'active', to: reason })],
+        ['key:status', expect.objectContaining({ from: reason, to: 'active' })],
+        ['probe:passed', expect.objectContaining({ keyId: key.id, alias: 'k0', reasons: [reason] })],
+      ]);
+      const audit = await pool.store.listAudit({ target: key.id });
+      expect(audit).toEqual([
+        expect.objectContaining({
+          actor: 'alice (tok_1)',
+          action: 'key.probe',
+          details: expect.objectContaining({ alias: 'k0', ok: true, reasons: [reason] }),
+        }),
+      ]);
+      expect(JSON.stringify([events, audit])).not.toContain(secret(0));
+      const lease = await pool.acquire({ provider: 'openai' });
+      expect(lease.alias).toBe('k0');
+      await lease.release({ ok: true });
+    },
+  );
+
+  it('closes an open breaker, as a success would', async () => {
+    const pool = await quietPool({ breaker: { failureThreshold: 1, cooldownMs: 600_000 } });
+    const closed = next(pool, 'breaker:close');
+    await fail(pool, 503);
+    expect(pool.health().keys[0]).toMatchObject({ status: 'cooling', breaker: 'open' });
+
+    expect(await testByHand(pool, 'alice')).toEqual(['breaker-open']);
+    await closed;
+    expect(pool.health().keys[0]).toMatchObject({ status: 'active', breaker: 'closed' });
+    expect((await pool.store.getKeyStates([pool.keys()[0]!.id]))[0]).toMatchObject({
+      breaker: 'closed',
+      consecutiveFailures: 0,
+    });
+  });
+
+  it('reads the store: a key another process brought back, a healthy or a disabled key, is left alone', async () => {
+    const store = sharedStore(memoryStore());
+    const masterKey = generateMasterKey();
+    const here = await quietPool({ store, masterKey, refreshMs: 60_000 });
+    const there = await quietPool({ store, masterKey, keys: [] });
+    const key = here.keys()[0]!;
+    const passed: unknown[] = [];
+    here.on('probe:passed', (e) => passed.push(e));
+
+    expect(await testByHand(here, 'alice')).toEqual([]);
+    await fail(here, 401);
+    // Another process enables it again (which clears "invalid") before this one hears of it.
+    await there.refresh();
+    await there.enableKey(key.id);
+    expect(await testByHand(here, 'alice')).toEqual([]);
+    expect(here.health().keys[0]?.status).toBe('active');
+
+    await fail(here, 401);
+    await here.disableKey(key.id, 'rotating');
+    // Disabled is the operator's call: a passing probe neither enables it nor touches its state.
+    expect(await testByHand(here, 'alice')).toEqual([]);
+    expect((await store.getKeyStates([key.id]))[0]?.invalidSince).toBeDefined();
+    expect(passed).toEqual([]);
+    expect(await store.listAudit({ target: key.id, action: 'key.probe' })).toEqual([]);
+  });
+
+  it('refuses an unknown key and a call without an actor', async () => {
+    const pool = await quietPool();
+    await expect(pool.recoverKey('key_nope', { actor: 'alice', latencyMs: 1 })).rejects.toMatchObject({
+      code: 'KEYPOOL_UNKNOWN_KEY',
+    });
+    const id = pool.keys()[0]!.id;
+    await expect(pool.recoverKey(id, { actor: ' ', latencyMs: 1 })).rejects.toThrow(/needs an actor/);
+    await expect(pool.recoverKey(id, { actor: 'alice', latencyMs: Number.NaN })).rejects.toThrow(/latencyMs/);
+  });
+});
+
 /**
  * One store behind several pools (a fleet in one process): every call goes to the store itself,
  * and a pool closing does not close it under the others (a memory store holds nothing to free).

@@ -794,7 +794,10 @@ export interface PoolEvents {
     until: number;
     model?: string;
   };
-  /** A background probe passed: `reasons` (what the key was out for) are cleared. */
+  /**
+   * A probe passed (a background one, or one reported through `recoverKey`): `reasons` (what the
+   * key was out for) are cleared.
+   */
   'probe:passed': KeyEventBase & { reasons: ProbeReason[]; latencyMs: number };
   /** A background probe failed: the key stays as it was. */
   'probe:failed': KeyEventBase & {
@@ -871,6 +874,14 @@ export interface KeyPool {
   enableKey(id: string): Promise<KeyInfo>;
   disableKey(id: string, reason?: string): Promise<KeyInfo>;
   resetKey(id: string, options?: { counters?: boolean }): Promise<void>;
+  /**
+   * Report a probe the caller ran that passed (an operator testing a key by hand): the key is
+   * brought back as a passing background probe brings it back — invalid, exhausted and an open
+   * breaker cleared, `probe:passed` emitted, an audit entry `key.probe` by `actor`. Reads the
+   * key's state from the store first; a key out for none of these (or disabled) is left as it
+   * is. Returns what was cleared, [] for nothing.
+   */
+  recoverKey(id: string, options: { actor: string; latencyMs: number }): Promise<ProbeReason[]>;
   /** Re-read key records from the store now (otherwise they refresh every `refreshMs`). */
   refresh(): Promise<void>;
   close(): Promise<void>;
