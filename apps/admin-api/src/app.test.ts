@@ -105,8 +105,87 @@ for (const kind of KINDS) {
       h.mock.setScript('c', [401]);
       const res = await h.as('admin', 'post', `/v1/keys/${key.id}/test`);
       expect(res.status).toBe(200);
-      expect(res.body).toMatchObject({ ok: false, status: 401 });
+      expect(res.body).toMatchObject({ ok: false, status: 401, recovered: [] });
       noSecretIn(res.text);
+      // A refused test is only reported: the key stays active.
+      expect((await h.as('viewer', 'get', `/v1/keys/${key.id}`)).body.status).toBe('active');
+      await h.as('admin', 'delete', `/v1/keys/${key.id}`);
+    });
+
+    it('a passing key test brings a refused key back as a background probe would, audited by the operator', async () => {
+      const key = await addKey(h, 'c');
+      // A pool of this key alone, so the lease below is on it whatever else the store holds.
+      await h.as('admin', 'post', '/v1/pools').send({ id: 'recover', name: 'Recover', keyIds: [key.id] });
+      const recoverLease = { pool: 'recover', provider: 'openai', model: 'gpt-4o-mini' };
+      const lease = await h.as('service', 'post', '/v1/leases').send(recoverLease);
+      expect(lease.status).toBe(201);
+      // The upstream refused the key on a real call (401): the pool takes it out as invalid.
+      await h
+        .as('service', 'post', `/v1/leases/${lease.body.leaseId}/report`)
+        .send({ ok: false, status: 401 })
+        .expect(200);
+      const statusOf = async () => (await h.as('viewer', 'get', `/v1/keys/${key.id}`)).body.status;
+      expect(await statusOf()).toBe('invalid');
+      const probeAudit = async () =>
+        (await h.as('viewer', 'get', `/v1/audit?target=${key.id}&action=key.probe`)).body.entries;
+
+      // Still refused: the test fails and the key stays out.
+      h.mock.setScript('c', [401]);
+      const refused = await h.as('operator', 'post', `/v1/keys/${key.id}/test`);
+      expect(refused.body).toMatchObject({ ok: false, status: 401, recovered: [] });
+      expect(await statusOf()).toBe('invalid');
+      expect(await probeAudit()).toEqual([]);
+      const noLease = await h.as('service', 'post', '/v1/leases').send(recoverLease);
+      expect(noLease.status).toBe(429);
+
+      // Accepted again: the test brings it back, says so, and the live stream tells the dashboard.
+      const address = h.server.address() as { port: number };
+      const controller = new AbortController();
+      const stream = await fetch(`http://127.0.0.1:${address.port}/v1/events`, {
+        headers: { authorization: `Bearer ${h.tokens.viewer}` },
+        signal: controller.signal,
+      });
+      const reader = stream.body!.getReader();
+      const passed = await h.as('operator', 'post', `/v1/keys/${key.id}/test`);
+      expect(passed.status).toBe(200);
+      expect(passed.body).toMatchObject({ ok: true, recovered: ['invalid'] });
+      noSecretIn(passed.text);
+      let text = '';
+      while (!text.includes('event: probe:passed')) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      controller.abort();
+      expect(text).toMatch(/event: probe:passed\ndata: \{[^\n]*"alias":"c"[^\n]*"reasons":\["invalid"\]/);
+      noSecretIn(text);
+      expect(await statusOf()).toBe('active');
+      const entries = await probeAudit();
+      expect(entries).toEqual([
+        expect.objectContaining({
+          actor: expect.stringContaining('operator-test'),
+          action: 'key.probe',
+          details: expect.objectContaining({ alias: 'c', ok: true, reasons: ['invalid'] }),
+        }),
+      ]);
+      noSecretIn(JSON.stringify(entries));
+      const tests = (await h.as('viewer', 'get', `/v1/audit?target=${key.id}&action=key.test`)).body.entries;
+      expect(tests.map((e: { details: { ok: boolean } }) => e.details.ok).sort()).toEqual([false, true]);
+
+      // Back in service; a key with nothing to clear passes without another entry.
+      const served = await h.as('service', 'post', '/v1/leases').send(recoverLease);
+      expect(served.status).toBe(201);
+      await h
+        .as('service', 'post', `/v1/leases/${served.body.leaseId}/report`)
+        .send({ ok: true })
+        .expect(200);
+      expect((await h.as('operator', 'post', `/v1/keys/${key.id}/test`)).body).toMatchObject({
+        ok: true,
+        recovered: [],
+      });
+      expect(await probeAudit()).toHaveLength(1);
+
+      await h.as('admin', 'delete', '/v1/pools/recover');
       await h.as('admin', 'delete', `/v1/keys/${key.id}`);
     });
 

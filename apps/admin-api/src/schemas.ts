@@ -96,6 +96,10 @@ export const ProbeResult = z
     status: z.number().optional(),
     code: z.string().optional(),
     message: z.string().optional(),
+    recovered: z.array(z.enum(['invalid', 'exhausted', 'breaker-open'])).meta({
+      description:
+        'What the passing test cleared, as a passing background probe would (audit `key.probe` by the caller); [] when the key was out for none of these, is disabled, or the test failed.',
+    }),
   })
   .meta({ id: 'ProbeResult' });
 

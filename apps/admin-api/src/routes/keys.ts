@@ -1,5 +1,6 @@
 import { openSecret } from '@keypool/core';
 import type { KeyHealth, KeyInfo, KeySpec } from '@keypool/spec';
+import { actorOf } from '../auth.js';
 import type { AppContext } from '../context.js';
 import { ApiError } from '../errors.js';
 import { defineRoute } from '../route.js';
@@ -182,12 +183,16 @@ export const keyRoutes = [
   defineRoute({
     method: 'post',
     path: '/v1/keys/:id/test',
-    summary: "Test a key with the provider's cheapest real call",
+    summary: "Test a key with the provider's cheapest real call; a pass brings it back",
     tag,
     roles: OPERATE,
     params: IdParams,
     responses: {
-      200: { description: 'Probe result (ok false when upstream refused the key)', schema: ProbeResult },
+      200: {
+        description:
+          'Probe result (ok false when upstream refused the key); a pass brings an invalid, exhausted or breaker-open key back (`recovered`)',
+        schema: ProbeResult,
+      },
       404: notFound,
       409: { description: 'The provider cannot probe, or the server has no master key', schema: ErrorSchema },
     },
@@ -214,14 +219,20 @@ export const keyRoutes = [
         ...(record.baseURL !== undefined && { baseURL: record.baseURL }),
         signal: AbortSignal.timeout(15_000),
       });
+      await context.audit(caller, 'key.test', params.id, { alias: info.alias, ok: result.ok });
+      // A pass brings the key back as a background probe's would, audited (key.probe) by the caller;
+      // a failure changes nothing.
+      const recovered = result.ok
+        ? await context.pool.recoverKey(params.id, { actor: actorOf(caller), latencyMs: result.latencyMs })
+        : [];
       const body = {
         ok: result.ok,
         latencyMs: Math.round(result.latencyMs),
         ...(result.outcome?.status !== undefined && { status: result.outcome.status }),
         ...(result.outcome?.code !== undefined && { code: result.outcome.code }),
         ...(result.outcome?.message !== undefined && { message: scrub(result.outcome.message, secret) }),
+        recovered,
       };
-      await context.audit(caller, 'key.test', params.id, { alias: info.alias, ok: result.ok });
       return { body };
     },
   }),
