@@ -234,6 +234,8 @@ describe('background probes', () => {
     await expect(makePool({ probes: { intervalMs: 0 } })).rejects.toMatchObject({
       code: 'KEYPOOL_INVALID_CONFIG',
     });
+    // Longer than a Node timer can wait: it would fire after 1 ms, again and again.
+    await expect(makePool({ probes: { intervalMs: 2 ** 31 } })).rejects.toThrow(/up to 2147483647/);
     await expect(makePool({ probes: { intervalMs: 1000, timeoutMs: 2000 } })).rejects.toThrow(
       /timeoutMs .* no larger than probes.intervalMs/,
     );

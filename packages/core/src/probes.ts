@@ -1,6 +1,8 @@
 import type { KeyState, ProbeReason, ProbeResult, Provider, Store } from '@keypool/spec';
 import { ConfigError } from './errors.js';
 
+const maxTimerMs = 2 ** 31 - 1;
+
 export interface ProbeOptions {
   /**
    * How often a key that is invalid, exhausted or breaker-open is probed, fleet-wide: each
@@ -20,8 +22,18 @@ export function resolveProbeOptions(
 ): Required<ProbeOptions> | undefined {
   if (options === undefined) return undefined;
   const { intervalMs, timeoutMs } = options;
-  if (!(typeof intervalMs === 'number' && Number.isFinite(intervalMs) && intervalMs > 0)) {
-    throw new ConfigError(`probes.intervalMs must be a positive number of ms (got ${String(intervalMs)})`);
+  // Node runs a timer longer than 2^31 - 1 ms after 1 ms instead: that would probe nonstop.
+  if (
+    !(
+      typeof intervalMs === 'number' &&
+      Number.isFinite(intervalMs) &&
+      intervalMs > 0 &&
+      intervalMs <= maxTimerMs
+    )
+  ) {
+    throw new ConfigError(
+      `probes.intervalMs must be a positive number of ms up to ${maxTimerMs} (about 24.8 days), e.g. 300000 for 5 minutes (got ${String(intervalMs)})`,
+    );
   }
   const timeout = timeoutMs ?? Math.min(10_000, intervalMs);
   // The store claim lasts one interval: a probe that outlived it could overlap the next one.
