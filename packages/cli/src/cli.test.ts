@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { dashboardDir } from '@keypool/dashboard';
+import { sqlStore } from '@keypool/store-sql';
 import { isServiceAvailable, type MockUpstream, startMockUpstream } from '@keypool/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -164,9 +165,23 @@ describe('keypool (built binary)', () => {
     expect(disabled).toMatchObject({ status: 'disabled', disabledReason: 'testing' });
     expect((await keypool(['keys', 'enable', 'one'])).code).toBe(0);
 
+    // A 401 marked the key invalid; a passing test brings it back (as the API's test does).
+    const one = keys.find((k) => k.alias === 'one') as { id: string } | undefined;
+    const store = sqlStore({ url: `sqlite:${join(dir, '.keypool', 'keypool.db')}` });
+    try {
+      await store.updateKeyState(one!.id, { set: { invalidSince: Date.now() }, now: Date.now() });
+    } finally {
+      await store.close();
+    }
+    expect(json(await keypool(['keys', 'list', '--json'])).keys).toContainEqual(
+      expect.objectContaining({ alias: 'one', status: 'invalid' }),
+    );
     const tested = await keypool(['keys', 'test', 'one', '--json']);
     expect(tested.code, tested.stderr).toBe(0);
-    expect(json(tested).ok).toBe(true);
+    expect(json(tested)).toMatchObject({ ok: true, recovered: ['invalid'] });
+    expect(json(await keypool(['keys', 'list', '--json'])).keys).toContainEqual(
+      expect.objectContaining({ alias: 'one', status: 'active' }),
+    );
 
     const usage = await keypool(['usage', '--json', '--group-by', 'key,day']);
     expect(usage.code, usage.stderr).toBe(0);

@@ -146,9 +146,15 @@ export async function keysTest(idOrAlias: string, options: GlobalOptions): Promi
       signal: AbortSignal.timeout(15_000),
     });
     await audit(opened, 'key.test', key.id, { alias: key.alias, ok: result.ok });
+    // A pass brings an invalid, exhausted or breaker-open key back, as the API's test and the
+    // background probes do.
+    const recovered = result.ok
+      ? await opened.pool.recoverKey(key.id, { actor: 'cli', latencyMs: result.latencyMs })
+      : [];
     const out = {
       alias: key.alias,
       ok: result.ok,
+      recovered,
       latencyMs: Math.round(result.latencyMs),
       ...(result.outcome?.status !== undefined && { status: result.outcome.status }),
       ...(result.outcome?.code !== undefined && { code: result.outcome.code }),
@@ -157,7 +163,7 @@ export async function keysTest(idOrAlias: string, options: GlobalOptions): Promi
     else
       console.log(
         result.ok
-          ? `${key.alias}: ok (${out.latencyMs} ms)`
+          ? `${key.alias}: ok (${out.latencyMs} ms)${recovered.length > 0 ? `; no longer ${recovered.join(', ')}` : ''}`
           : `${key.alias}: FAILED${out.status !== undefined ? ` (HTTP ${out.status}${out.code ? ` ${out.code}` : ''})` : ''}`,
       );
     return result.ok;
