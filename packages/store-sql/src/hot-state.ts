@@ -470,7 +470,7 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
     },
 
     /**
-     * The claim lives on the key's state row (column probe_claimed_until, migration 0008): its
+     * The claim lives on the key's state row (column probe_claimed_until, migration 0007): its
      * lock makes the claim atomic on every dialect, and deleting the key drops it.
      */
     async claimProbe(keyId: string, options: { now: number; ttlMs: number }): Promise<boolean> {

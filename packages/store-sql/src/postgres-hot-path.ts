@@ -15,8 +15,8 @@ import type { Layout } from './schema.js';
 
 /**
  * PostgreSQL's hot path: `reserve` and `settle` as PL/pgSQL functions, one
- * round trip each (reserve from migration 0007; settle from 0005, frozen in
- * postgres-hot-path-0005.ts; 0002 and 0003 shipped earlier versions). They
+ * round trip each (installed by migration 0005; 0002 and 0003 shipped
+ * earlier versions, frozen in their own files). They
  * apply the checks of `check()` in hot-state.ts in the same order (MySQL and
  * SQLite run that TypeScript path) and take their locks in the
  * same order as the TypeScript transactions: key_state rows (sorted),
@@ -190,27 +190,31 @@ function functionCall(ctx: SqlContext, fn: string, arity: number): FunctionCall 
 const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 /**
- * Migration 0007 on PostgreSQL: keypool_reserve takes `p_ignore_cooldown` (the pool's
- * `lastResort`: cooling and an open breaker's wait do not refuse; everything else does). A new
- * signature, so the 19-argument reserve of 0005 stays for processes not upgraded yet (they never
- * ask for a last resort); keypool_settle is 0005's.
+ * Migration 0005 on PostgreSQL: the two functions in fewer statements than 0003's (each costs a
+ * plan execution inside the function): the window floor moves lazily, state and day/month
+ * counters are read together, and a settle deletes its lease (claiming it) and writes entries,
+ * counters and usage in two statements instead of six. keypool_reserve takes
+ * `p_ignore_cooldown` (the pool's `lastResort`: cooling and an open breaker's wait do not
+ * refuse; everything else does): a new signature, so 0003's 19-argument reserve stays for
+ * processes not upgraded yet (they never ask for a last resort).
  */
-export async function installPostgresLastResort(db: AnyKysely, layout: Layout): Promise<void> {
+export async function installPostgresFewerStatements(db: AnyKysely, layout: Layout): Promise<void> {
   const schema =
     layout.schema ??
     String((await sql<{ s: string }>`select current_schema() as s`.execute(db)).rows[0]?.s ?? 'public');
   const q = (name: string) => `${ident(schema)}.${ident(`${layout.prefix}${name}`)}`;
-  for (const statement of reserveDdl(q)) await sql.raw(statement).execute(db);
+  for (const statement of functionsDdl(q)) await sql.raw(statement).execute(db);
 }
 
 const minBigint = '-9223372036854775808';
 
-function reserveDdl(q: (name: string) => string): string[] {
+function functionsDdl(q: (name: string) => string): string[] {
   const states = q('key_state');
   const entries = q('window_entries');
   const totals = q('window_totals');
   const counters = q('counters');
   const leases = q('leases');
+  const usage = q('usage');
   return [
     `create or replace function ${q('keypool_reserve')}(
       p_lease_id text, p_key_ids text[], p_rpm float8[], p_tpm float8[], p_rpd float8[], p_tpd float8[],
@@ -393,6 +397,65 @@ function reserveDdl(q: (name: string) => string): string[] {
           retry_at := r_at;
         end if;
       end loop;
+    end
+    $fn$`,
+
+    `create or replace function ${q('keypool_settle')}(
+      p_lease_id text, p_tokens bigint, p_cost float8, p_now bigint, p_responded_at bigint, p_usage text,
+      p_is_durable boolean)
+    returns setof ${leases}
+    language plpgsql as $fn$
+    declare
+      l ${leases}%rowtype;
+      is_on_time boolean;
+      v_stamp bigint;
+      v_tokens bigint;
+    begin
+      if not p_is_durable then
+        perform set_config('synchronous_commit', 'off', true);
+      end if;
+      -- Claim the lease: a settled lease has nothing left to say (an unknown id answers
+      -- already-settled too), so it is deleted; a settle that lost the race finds nothing.
+      -- Rows marked 'settled' by earlier versions stay until the purge.
+      delete from ${leases} x where x.id = p_lease_id and x.status <> 'settled' returning * into l;
+      if not found then
+        return;
+      end if;
+      if l.status = 'active' then
+        -- Lock order as in reserve: key_state, then window totals, then counters.
+        if l.is_probe = 1 then
+          update ${states} s set probe_lease_id = null where s.probe_lease_id = p_lease_id;
+        end if;
+        is_on_time := l.expires_at > p_now;
+        if is_on_time then
+          -- The upstream had the request by the time it responded: the entry counts from there.
+          v_stamp := least(p_now, greatest(l.reserved_at, coalesce(p_responded_at, p_now)));
+          v_tokens := p_tokens;
+        else
+          -- Expired unreported: stamped at expiresAt, kept at the estimate.
+          v_stamp := l.expires_at;
+          v_tokens := l.estimated_tokens;
+        end if;
+        -- In flight -> stamped; counted only above the floor (below it the entry has left already).
+        update ${totals} t set inflight_requests = t.inflight_requests - 1,
+            inflight_tokens = t.inflight_tokens - l.estimated_tokens,
+            requests = t.requests + case when v_stamp > t.floor_at then 1 else 0 end,
+            tokens = t.tokens + case when v_stamp > t.floor_at then v_tokens else 0 end
+          where t.key_id = l.key_id;
+        with stamped as (
+          update ${entries} e set stamp = v_stamp, tokens = v_tokens where e.lease_id = p_lease_id
+        ), counted as (
+          update ${counters} c set tokens = c.tokens + (p_tokens - l.estimated_tokens),
+              cost_usd = c.cost_usd + (p_cost - l.estimated_cost_usd)
+            where is_on_time and c.key_id = l.key_id and c.window_id in (l.day, l.month)
+        )
+        insert into ${usage} select * from jsonb_populate_record(null::${usage}, p_usage::jsonb)
+          where p_usage is not null;
+        l.status := case when is_on_time then 'settled' else 'expired' end;
+      elsif p_usage is not null then
+        insert into ${usage} select * from jsonb_populate_record(null::${usage}, p_usage::jsonb);
+      end if;
+      return next l;
     end
     $fn$`,
   ];

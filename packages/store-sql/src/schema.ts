@@ -2,10 +2,9 @@ import { type ExpressionBuilder, sql } from 'kysely';
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
 import type { AnyKysely, SqlDialectName } from './connection.js';
 import { SqlStoreError } from './errors.js';
-import { installPostgresLastResort } from './postgres-hot-path.js';
+import { installPostgresFewerStatements } from './postgres-hot-path.js';
 import { installPostgresHotPath0002 } from './postgres-hot-path-0002.js';
 import { installPostgresWindowStamps } from './postgres-hot-path-0003.js';
-import { installPostgresFewerStatements } from './postgres-hot-path-0005.js';
 
 export const tableNames = [
   'keys',
@@ -273,8 +272,8 @@ function migrations(layout: Layout): Record<string, Migration> {
           from ${entries} group by key_id`.execute(db);
       },
     },
-    // PostgreSQL: the same reserve and settle in fewer statements (lazy window floor, one read
-    // for state and counters, a settle in two writes). Same signatures: callers do not change.
+    // PostgreSQL: reserve and settle in fewer statements (lazy window floor, one read for state
+    // and counters, a settle in two writes); the reserve takes `ignoreCooldown` (lastResort).
     '0005_postgres_fewer_statements': {
       async up(db: AnyKysely) {
         if (dialect === 'postgres') await installPostgresFewerStatements(db, layout);
@@ -291,16 +290,9 @@ function migrations(layout: Layout): Record<string, Migration> {
         }
       },
     },
-    // PostgreSQL: a reserve that takes `ignoreCooldown` (the pool's lastResort). MySQL and SQLite
-    // run the TypeScript check(), which reads the flag: nothing to do there.
-    '0007_postgres_reserve_ignore_cooldown': {
-      async up(db: AnyKysely) {
-        if (dialect === 'postgres') await installPostgresLastResort(db, layout);
-      },
-    },
     // Background probes claim a key's probe slot fleet-wide until a time (Store.claimProbe): kept
     // on the key's state row, whose lock every hot-state write already takes.
-    '0008_probe_claims': {
+    '0007_probe_claims': {
       async up(db: AnyKysely) {
         const s = layout.schema ? db.schema.withSchema(layout.schema) : db.schema;
         await s.alterTable(t('key_state')).addColumn('probe_claimed_until', ms).execute();
@@ -309,7 +301,7 @@ function migrations(layout: Layout): Record<string, Migration> {
     // Settles delete their lease now, so the table holds only live and swept leases and the
     // (status, expires_at) index serves the in-flight count per key too: one index fewer to
     // write on every reserve and settle.
-    '0009_leases_fewer_indexes': {
+    '0008_leases_fewer_indexes': {
       async up(db: AnyKysely) {
         const s = layout.schema ? db.schema.withSchema(layout.schema) : db.schema;
         const drop = s.dropIndex(`${prefix}leases_key_status`);

@@ -104,9 +104,8 @@ for (const dialect of DIALECTS) {
         '0004_sqlite_window_totals',
         '0005_postgres_fewer_statements',
         '0006_usage_fewer_indexes',
-        '0007_postgres_reserve_ignore_cooldown',
-        '0008_probe_claims',
-        '0009_leases_fewer_indexes',
+        '0007_probe_claims',
+        '0008_leases_fewer_indexes',
       ]);
       const store = run.open();
       await store.init!();
