@@ -11,12 +11,7 @@ export function openSqlite(path: string): SqliteDatabase & { native: DatabaseSyn
   if (path !== ':memory:') {
     // WAL lets readers run beside the single writer; the busy timeout makes a
     // second process wait for the write lock instead of failing at once.
-    // A larger checkpoint interval than the default 1,000 pages: the hot path rewrites the same
-    // few pages (totals, counters, index edges) on every commit, and each checkpoint copies a
-    // page once however often it changed, so checkpointing a tenth as often copies far less.
-    db.exec(
-      'PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;',
-    );
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;');
   }
   return {
     // The SQLite hot path (sqlite-hot-path.ts) runs its prepared statements on this directly.
