@@ -26,6 +26,8 @@ export interface ProbeResult {
   status?: number;
   code?: string;
   message?: string;
+  /** What a passing test cleared: 'invalid', 'exhausted', 'breaker-open'. */
+  recovered?: string[];
 }
 
 export interface ImportReport {

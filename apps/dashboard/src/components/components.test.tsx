@@ -15,7 +15,9 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-function fakeApi() {
+function fakeApi(
+  testResult: Record<string, unknown> = { ok: false, latencyMs: 12, status: 401, code: 'invalid_api_key' },
+) {
   const calls: Array<{ method: string; path: string; body?: unknown }> = [];
   const api: Api = {
     async get(path) {
@@ -24,8 +26,7 @@ function fakeApi() {
     },
     async post(path, body) {
       calls.push({ method: 'POST', path, body });
-      if (path.endsWith('/test'))
-        return { ok: false, latencyMs: 12, status: 401, code: 'invalid_api_key' } as never;
+      if (path.endsWith('/test')) return testResult as never;
       return {} as never;
     },
   };
@@ -100,6 +101,20 @@ describe('KeyActions', () => {
     fireEvent.click(screen.getByRole('button', { name: 'Run test' }));
     await waitFor(() =>
       expect(screen.getByRole('alert').textContent).toContain('alpha failed its test (401 invalid_api_key)'),
+    );
+  });
+
+  it('says when a passing test brought the key back', async () => {
+    const { api } = fakeApi({ ok: true, latencyMs: 40, recovered: ['invalid'] });
+    render(withSession('operator', api, <KeyActions keyHealth={{ ...key, status: 'invalid' }} />));
+    fireEvent.click(screen.getByRole('button', { name: 'Test' }));
+    fireEvent.click(screen.getByRole('button', { name: 'Run test' }));
+    await waitFor(() =>
+      expect(
+        screen.getByText(
+          'alpha works: the provider answered in 40 ms. It is no longer invalid and takes traffic again.',
+        ),
+      ).toBeTruthy(),
     );
   });
 

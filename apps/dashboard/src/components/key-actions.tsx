@@ -40,7 +40,12 @@ export function KeyActions({ keyHealth }: { keyHealth: Pick<KeyHealth, 'id' | 'a
         toast.success(`${alias} reset: cooldown, exhaustion and breaker cleared.`);
       } else {
         const result = await api.post<ProbeResult>(`${path}/test`);
-        if (result.ok) toast.success(`${alias} works: the provider answered in ${result.latencyMs} ms.`);
+        // A pass also brings an invalid, exhausted or breaker-open key back (the API says what it cleared).
+        const recovered = result.recovered ?? [];
+        if (result.ok)
+          toast.success(
+            `${alias} works: the provider answered in ${result.latencyMs} ms.${recovered.length > 0 ? ` It is no longer ${recovered.join(' or ')} and takes traffic again.` : ''}`,
+          );
         else
           toast.error(
             `${alias} failed its test${result.status !== undefined ? ` (${result.status}${result.code !== undefined ? ` ${result.code}` : ''})` : ''}${result.message !== undefined ? `: ${result.message}` : ''}.`,
