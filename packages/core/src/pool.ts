@@ -461,9 +461,7 @@ class Pool implements KeyPool {
     for (const state of states) {
       const entry = this.entries.get(state.keyId);
       if (entry === undefined) continue;
-      const before = this.statusOf(entry, now);
-      entry.state = state;
-      this.noteStatusChange(entry, before, now);
+      this.adoptState(entry, state, now);
       ranked.push({
         entry,
         until: cooldownEnd(state, now),
@@ -757,11 +755,16 @@ class Pool implements KeyPool {
     entry: KeyEntry,
     update: Parameters<Store['updateKeyState']>[1],
   ): Promise<KeyState> {
-    const before = this.statusOf(entry, update.now);
     const state = await this.store.updateKeyState(entry.id, update);
-    entry.state = state;
-    this.noteStatusChange(entry, before, update.now);
+    this.adoptState(entry, state, update.now);
     return state;
+  }
+
+  /** Takes a state read from or written to the store, announcing a status change it makes. */
+  private adoptState(entry: KeyEntry, state: KeyState, now: number): void {
+    const before = this.statusOf(entry, now);
+    entry.state = state;
+    this.noteStatusChange(entry, before, now);
   }
 
   private statusOf(entry: KeyEntry, now: number): DerivedStatus {
@@ -1263,10 +1266,7 @@ class Pool implements KeyPool {
     ]);
     for (const state of states) {
       const entry = this.entries.get(state.keyId);
-      if (entry === undefined) continue;
-      const before = this.statusOf(entry, now);
-      entry.state = state;
-      this.noteStatusChange(entry, before, now);
+      if (entry !== undefined) this.adoptState(entry, state, now);
     }
     for (const snapshot of usage) {
       const entry = this.entries.get(snapshot.keyId);
@@ -1339,9 +1339,7 @@ class Pool implements KeyPool {
     const [state] = await this.store.getKeyStates([entry.id]);
     if (state === undefined) return [];
     const now = this.now();
-    const before = this.statusOf(entry, now);
-    entry.state = state;
-    this.noteStatusChange(entry, before, now);
+    this.adoptState(entry, state, now);
     return entry.record.enabled ? probeReasons(state, now) : [];
   }
 
