@@ -19,6 +19,7 @@ import { cpus, loadavg } from 'node:os';
 import { createKeyPool } from '@keypool/core';
 import { redisStore } from '@keypool/store-redis';
 import { Redis } from 'ioredis';
+import { reserveRequest } from './reserve-request.mjs';
 
 const REDIS_URL = process.env.KEYPOOL_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const SERIAL = Number(process.env.KEYPOOL_BENCH_SERIAL ?? 20_000);
@@ -86,22 +87,12 @@ const storeLimits = {
 const storeKeys = Array.from({ length: 100 }, (_, i) => ({ keyId: `key-${i}`, limits: storeLimits }));
 let seq = 0;
 function request() {
-  const now = Date.now();
   const first = seq % storeKeys.length;
-  return {
+  return reserveRequest({
     leaseId: `l${seq++}`,
     candidates: [0, 1, 2, 3].map((o) => storeKeys[(first + o) % storeKeys.length]),
     model: 'gpt-4o-mini',
-    estimatedTokens: 800,
-    estimatedCostUsd: 0.0004,
-    now,
-    windowMs: 60_000,
-    day: '2026-11-25',
-    month: '2026-11',
-    dayEndsAt: now + 3_600_000,
-    monthEndsAt: now + 86_400_000,
-    leaseTtlMs: 60_000,
-  };
+  });
 }
 async function storePair() {
   const result = await store.reserve(request());

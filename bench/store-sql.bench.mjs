@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { createKeyPool, generateMasterKey } from '@keypool/core';
 import { sqlStore } from '@keypool/store-sql';
 import { sql } from 'kysely';
+import { reserveRequest } from './reserve-request.mjs';
 
 const PAIRS = Number(process.env.KEYPOOL_BENCH_PAIRS ?? 2000);
 const REPS = Number(process.env.KEYPOOL_BENCH_REPS ?? 3);
@@ -87,20 +88,9 @@ async function timeStorePairs(store, n) {
   for (let i = 0; i < n; i++) {
     const now = Date.now();
     const leaseId = `${runId}-${seq++}`;
-    const result = await store.reserve({
-      leaseId,
-      candidates: storeCandidates,
-      model: 'gpt-4o-mini',
-      estimatedTokens: 800,
-      estimatedCostUsd: 0.0004,
-      now,
-      windowMs: 60_000,
-      day: '2026-11-25',
-      month: '2026-11',
-      dayEndsAt: now + 3_600_000,
-      monthEndsAt: now + 86_400_000,
-      leaseTtlMs: 60_000,
-    });
+    const result = await store.reserve(
+      reserveRequest({ leaseId, candidates: storeCandidates, model: 'gpt-4o-mini', now }),
+    );
     if (!result.ok) throw new Error(`bench reservation refused: ${JSON.stringify(result)}`);
     await store.settle(leaseId, {
       tokens: 700,
@@ -170,19 +160,9 @@ async function pgSizePer1000Keys(store) {
     });
     // One reservation per key creates its state row, window totals and day+month counters.
     const now = Date.now();
-    const r = await store.reserve({
-      leaseId: `size-lease-${i}`,
-      candidates: [{ keyId: id, limits }],
-      estimatedTokens: 800,
-      estimatedCostUsd: 0.0004,
-      now,
-      windowMs: 60_000,
-      day: '2026-11-25',
-      month: '2026-11',
-      dayEndsAt: now + 3_600_000,
-      monthEndsAt: now + 86_400_000,
-      leaseTtlMs: 60_000,
-    });
+    const r = await store.reserve(
+      reserveRequest({ leaseId: `size-lease-${i}`, candidates: [{ keyId: id, limits }], now }),
+    );
     await store.settle(r.lease.id, { tokens: 700, costUsd: 0.00035, now: now + 1 });
   }
   const tables = ['keys', 'key_state', 'counters', 'window_totals'];
