@@ -47,7 +47,20 @@ export interface KeySpec {
   limits?: KeyLimits;
   /** Models this key may serve; absent = all. */
   models?: string[];
+  /**
+   * The upstream organization the key belongs to (OpenAI `org-…`, an Anthropic organization).
+   * The provider's limits are the organization's, shared by all of its keys: keys with the same
+   * provider and organization share `orgLimits`, and a 429 or a spent quota on one of them
+   * cools or exhausts all of them.
+   */
   organization?: string;
+  /**
+   * Limits the key's organization shares with every key of that organization (same provider
+   * and `organization`), enforced fleet-wide together with the key's own `limits`. One key of
+   * the organization may declare them; when several do, the strictest value of each field applies.
+   * Ignored without `organization`.
+   */
+  orgLimits?: KeyLimits;
   project?: string;
   /** Keys of one account share account-level limits upstream; informational for now. */
   account?: string;
@@ -74,6 +87,8 @@ export interface KeyRecord {
   limits: KeyLimits;
   models?: string[];
   organization?: string;
+  /** See `KeySpec.orgLimits`. */
+  orgLimits?: KeyLimits;
   project?: string;
   account?: string;
   baseURL?: string;
@@ -148,9 +163,29 @@ export interface KeyStateUpdate {
 // Reservations and leases (the hot path)
 // ---------------------------------------------------------------------------
 
+/**
+ * Limits a candidate shares with others (the keys of one upstream organization). The group has
+ * hot state of its own under `id` (window, day and month counters, in flight), kept beside the
+ * keys' and read through the same `usageSnapshot` and `resetKeyState(id, { counters: true })`.
+ * The pool names it `org:<provider>:<organization>`.
+ */
+export interface SharedLimits {
+  id: string;
+  limits: KeyLimits;
+}
+
 export interface ReserveCandidate {
   keyId: string;
   limits: KeyLimits;
+  /**
+   * The candidate is eligible only when both its key and this group pass every limit check;
+   * the store reserves on both in the same atomic step (one request, the estimated tokens and
+   * cost, one in flight) and settles and expires both with the lease. A refusal names the key
+   * with the key's own reason when it has one, else the group's limit reason ('rpm', 'tpm',
+   * 'requests-per-day', 'tokens-per-day', 'monthly-budget'), and its wait counts toward
+   * `retryAfterMs` as a key's would. Only limits are checked on a group (no state).
+   */
+  shared?: SharedLimits;
 }
 
 export interface ReserveRequest {
@@ -211,6 +246,8 @@ export interface LeaseRecord {
   month: string;
   /** True when this lease is the key's half-open breaker probe. */
   isProbe: boolean;
+  /** The `shared.id` the reservation was also charged to, when the candidate had one. */
+  sharedId?: string;
   meta?: Record<string, string>;
 }
 
@@ -734,12 +771,28 @@ export interface KeyHealth {
   lastError?: LastError;
 }
 
+/** An upstream organization the pool's keys belong to, and what it has left of its shared limits. */
+export interface OrgHealth {
+  /** The hot-state id of its shared limits: `org:<provider>:<organization>`. */
+  id: string;
+  provider: ProviderId;
+  organization: string;
+  keyIds: string[];
+  /** The strictest `orgLimits` its keys declare (empty: none). */
+  limits: KeyLimits;
+  /** Remaining share of each limit (0..1). */
+  headroom: Partial<Record<keyof KeyLimits, number>>;
+  usage?: KeyUsageSnapshot;
+}
+
 export interface PoolHealth {
   status: HealthStatus;
   /** Why the pool is not healthy, in words. */
   reasons: string[];
   store: { name: string; degraded: boolean };
   keys: KeyHealth[];
+  /** Organizations of keys that declare `organization`, in order of first key. */
+  orgs: OrgHealth[];
   checkedAt: number;
 }
 
@@ -776,8 +829,9 @@ export interface PoolEvents {
     latencyMs?: number;
   };
   'lease:expired': KeyEventBase & { leaseId: string };
-  'key:cooldown': KeyEventBase & { until: number; cooldownMs: number };
-  'key:exhausted': KeyEventBase & { until: number };
+  /** `via`: the alias of the key whose answer cooled this one, when it was another key of its organization. */
+  'key:cooldown': KeyEventBase & { until: number; cooldownMs: number; via?: string };
+  'key:exhausted': KeyEventBase & { until: number; via?: string };
   'key:invalid': KeyEventBase & { status?: number };
   'key:model-blocked': KeyEventBase & { model: string; until: number };
   'key:status': KeyEventBase & { from: KeyStatus; to: KeyStatus; reason?: string };
@@ -882,6 +936,13 @@ export interface KeyPool {
    * is. Returns what was cleared, [] for nothing.
    */
   recoverKey(id: string, options: { actor: string; latencyMs: number }): Promise<ProbeReason[]>;
+  /**
+   * Test a key now with its provider's probe (the cheapest real call, e.g. listing models), as an
+   * operator does by hand: audited `key.test` by `actor`; a pass brings the key back as
+   * `recoverKey` does. Throws `KEYPOOL_NO_PROBE` when the key's provider has none. The result
+   * never contains the secret, even when the upstream's message quotes it.
+   */
+  testKey(id: string, options: { actor: string; timeoutMs?: number }): Promise<KeyTestResult>;
   /** Re-read key records from the store now (otherwise they refresh every `refreshMs`). */
   refresh(): Promise<void>;
   close(): Promise<void>;
@@ -891,8 +952,21 @@ export interface KeyPool {
 // Error codes (classes live in @keypool/core)
 // ---------------------------------------------------------------------------
 
+/** What `KeyPool.testKey` found. */
+export interface KeyTestResult {
+  ok: boolean;
+  latencyMs: number;
+  /** The upstream's HTTP status and error code when it refused the key. */
+  status?: number;
+  code?: string;
+  message?: string;
+  /** What the pass cleared (invalid, exhausted, breaker-open); [] when the key was not out. */
+  recovered: ProbeReason[];
+}
+
 export type KeypoolErrorCode =
   | 'KEYPOOL_NO_KEY_AVAILABLE'
+  | 'KEYPOOL_NO_PROBE'
   | 'KEYPOOL_INVALID_CONFIG'
   | 'KEYPOOL_INVALID_ENV'
   | 'KEYPOOL_DUPLICATE_KEY'

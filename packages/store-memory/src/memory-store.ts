@@ -81,6 +81,8 @@ interface KeyHot {
 interface ActiveLease {
   record: LeaseRecord;
   hot: KeyHot;
+  /** The hot state of the candidate's shared limits, charged with the key's. */
+  shared: KeyHot | undefined;
 }
 
 /** Old calendar windows are never asked for again; keep a few for reports and late settles. */
@@ -105,6 +107,7 @@ function copyLease(lease: LeaseRecord): LeaseRecord {
   };
   if (lease.model !== undefined) copy.model = lease.model;
   if (lease.meta !== undefined) copy.meta = { ...lease.meta };
+  if (lease.sharedId !== undefined) copy.sharedId = lease.sharedId;
   return copy;
 }
 
@@ -317,7 +320,7 @@ class MemoryStoreImpl implements MemoryStore {
     let retryAt: number | null = null;
     for (const candidate of request.candidates) {
       const reason = this.check(candidate, request);
-      if (reason === undefined) return { ok: true, lease: this.take(candidate.keyId, request) };
+      if (reason === undefined) return { ok: true, lease: this.take(candidate, request) };
       reasons ??= {};
       reasons[candidate.keyId] = reason;
       if (this.retryAt !== null && (retryAt === null || this.retryAt < retryAt)) retryAt = this.retryAt;
@@ -345,11 +348,8 @@ class MemoryStoreImpl implements MemoryStore {
         Math.max(record.reservedAt, settlement.respondedAt ?? settlement.now),
       );
       this.end(active, stamp, settlement.tokens);
-      const day = hot.days.get(record.day);
-      if (day) day.tokens += settlement.tokens - record.estimatedTokens;
-      const cost = hot.months.get(record.month);
-      if (cost !== undefined)
-        hot.months.set(record.month, cost + settlement.costUsd - record.estimatedCostUsd);
+      reconcile(hot, record, settlement);
+      if (active.shared) reconcile(active.shared, record, settlement);
       return { status: 'settled', lease: copyLease(record) };
     }
     const expired = this.expired.get(leaseId);
@@ -516,7 +516,16 @@ class MemoryStoreImpl implements MemoryStore {
     this.hot.delete(keyId);
     // Leases on the key go with it: a late settle answers 'already-settled' and resurrects nothing.
     if (hot.inFlight > 0) {
-      for (const [id, active] of this.leases) if (active.hot === hot) this.leases.delete(id);
+      for (const [id, active] of this.leases) {
+        if (active.hot !== hot) continue;
+        this.leases.delete(id);
+        // The group outlives the key: it keeps the estimate until expiresAt, as if unreported.
+        const { shared, record } = active;
+        if (shared) {
+          shared.window.stamp(record.expiresAt, record.estimatedTokens, record.estimatedTokens);
+          shared.inFlight -= 1;
+        }
+      }
     }
   }
 
@@ -564,7 +573,18 @@ class MemoryStoreImpl implements MemoryStore {
       }
     }
 
-    const { limits } = candidate;
+    const reason = this.checkLimits(hot, candidate.limits, request);
+    if (reason !== undefined || candidate.shared === undefined) return reason;
+    return this.checkLimits(this.hot.get(candidate.shared.id), candidate.shared.limits, request);
+  }
+
+  /** The first limit of `limits` that `hot`'s window and counters fail, as `check`. */
+  private checkLimits(
+    hot: KeyHot | undefined,
+    limits: ReserveCandidate['limits'],
+    request: ReserveRequest,
+  ): IneligibleReason | undefined {
+    const { now } = request;
     if (!hot) {
       // A key never touched has empty windows and counters: only an impossible estimate fails.
       if (limits.rpm !== undefined && 1 > limits.rpm) return 'rpm';
@@ -620,8 +640,9 @@ class MemoryStoreImpl implements MemoryStore {
     return undefined;
   }
 
-  /** Reserves on a key that passed `check` and creates the lease. */
-  private take(keyId: string, request: ReserveRequest): LeaseRecord {
+  /** Reserves on a candidate that passed `check` (its key and shared limits) and creates the lease. */
+  private take(candidate: ReserveCandidate, request: ReserveRequest): LeaseRecord {
+    const { keyId } = candidate;
     const hot = this.hotOf(keyId);
     const { now } = request;
     const state = hot.state;
@@ -644,36 +665,23 @@ class MemoryStoreImpl implements MemoryStore {
     };
     if (request.model !== undefined) record.model = request.model;
     if (request.meta !== undefined) record.meta = { ...request.meta };
-
-    // The window may not have been trimmed by `check` (no rpm/tpm): keep it bounded anyway.
-    hot.window.trim(now, request.windowMs);
-    hot.window.open(request.estimatedTokens);
-    let day = hot.days.get(request.day);
-    if (!day) {
-      day = { requests: 0, tokens: 0 };
-      hot.days.set(request.day, day);
-      trimOldest(hot.days, KEPT_DAYS);
-    }
-    day.requests += 1;
-    day.tokens += request.estimatedTokens;
-    const cost = hot.months.get(request.month);
-    if (cost === undefined) {
-      hot.months.set(request.month, request.estimatedCostUsd);
-      trimOldest(hot.months, KEPT_MONTHS);
-    } else {
-      hot.months.set(request.month, cost + request.estimatedCostUsd);
-    }
-    hot.inFlight += 1;
-    this.leases.set(record.id, { record, hot });
+    const shared = candidate.shared && this.hotOf(candidate.shared.id);
+    if (candidate.shared) record.sharedId = candidate.shared.id;
+    charge(hot, request);
+    if (shared) charge(shared, request);
+    this.leases.set(record.id, { record, hot, shared });
     return copyLease(record);
   }
 
-  /** Ends an active lease: no longer in flight, probe slot freed if it held it. */
-  /** Ends a lease: its window entry gets its stamp and final tokens. */
+  /** Ends a lease: its window entries get their stamp and final tokens. */
   private end(active: ActiveLease, stamp: number, tokens: number): void {
     this.leases.delete(active.record.id);
     active.hot.window.stamp(stamp, active.record.estimatedTokens, tokens);
     active.hot.inFlight -= 1;
+    if (active.shared) {
+      active.shared.window.stamp(stamp, active.record.estimatedTokens, tokens);
+      active.shared.inFlight -= 1;
+    }
     const state = active.hot.state;
     if (state?.probeLeaseId === active.record.id) delete state.probeLeaseId;
   }
@@ -685,6 +693,38 @@ class MemoryStoreImpl implements MemoryStore {
       this.expired.delete(id);
     }
   }
+}
+
+/** Charges one reservation to a key's (or a group's) window, day and month counters. */
+function charge(hot: KeyHot, request: ReserveRequest): void {
+  const { now } = request;
+  // The window may not have been trimmed by `check` (no rpm/tpm): keep it bounded anyway.
+  hot.window.trim(now, request.windowMs);
+  hot.window.open(request.estimatedTokens);
+  let day = hot.days.get(request.day);
+  if (!day) {
+    day = { requests: 0, tokens: 0 };
+    hot.days.set(request.day, day);
+    trimOldest(hot.days, KEPT_DAYS);
+  }
+  day.requests += 1;
+  day.tokens += request.estimatedTokens;
+  const cost = hot.months.get(request.month);
+  if (cost === undefined) {
+    hot.months.set(request.month, request.estimatedCostUsd);
+    trimOldest(hot.months, KEPT_MONTHS);
+  } else {
+    hot.months.set(request.month, cost + request.estimatedCostUsd);
+  }
+  hot.inFlight += 1;
+}
+
+/** Moves a settled lease's day tokens and month cost from the estimate to the actual. */
+function reconcile(hot: KeyHot, record: LeaseRecord, settlement: Settlement): void {
+  const day = hot.days.get(record.day);
+  if (day) day.tokens += settlement.tokens - record.estimatedTokens;
+  const cost = hot.months.get(record.month);
+  if (cost !== undefined) hot.months.set(record.month, cost + settlement.costUsd - record.estimatedCostUsd);
 }
 
 /** The in-process reference `Store`: fast, single process, nothing survives a restart. */

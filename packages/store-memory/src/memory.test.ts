@@ -152,6 +152,29 @@ describe('memoryStore specifics', () => {
     expect(store.debugSizes().expiredLeases).toBe(0);
   });
 
+  it('a key deleted with a lease in flight leaves its group holding the estimate until expiresAt', async () => {
+    const store = memoryStore();
+    const shared = { id: 'org:openai:o1', limits: { rpm: 5 } };
+    const lease = await store.reserve(
+      request('l1', 'k', T0, { candidates: [{ keyId: 'k', limits: {}, shared }] }),
+    );
+    expect(lease).toMatchObject({ ok: true, lease: { sharedId: shared.id } });
+    await store.deleteKey('k');
+    const query = { windowMs: 60_000, day: '2026-01-15', month: '2026-01' };
+    expect((await store.usageSnapshot([shared.id], { now: T0 + 1, ...query }))[0]).toMatchObject({
+      requestsInWindow: 1,
+      tokensInWindow: 100,
+      inFlight: 0,
+    });
+    expect(await store.settle('l1', { tokens: 1, costUsd: 0, now: T0 + 2 })).toStrictEqual({
+      status: 'already-settled',
+    });
+    // Stamped at expiresAt (T0 + 30 s), it leaves a window after that.
+    expect((await store.usageSnapshot([shared.id], { now: T0 + 90_000, ...query }))[0]).toMatchObject({
+      requestsInWindow: 0,
+    });
+  });
+
   it('two memory stores never share state', async () => {
     const a = memoryStore();
     const b = memoryStore();

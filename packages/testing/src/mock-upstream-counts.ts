@@ -45,6 +45,8 @@ export interface MockCounts {
    * request it received whatever the outcome. Each maximum is taken on its own.
    */
   maxInAnyWindow(secretOrLabel: string, windowMs?: number): WindowPeak;
+  /** The same over the requests of several keys together (an organization's keys, say). */
+  maxInAnyWindow(secretsOrLabels: readonly string[], windowMs?: number): WindowPeak;
   /** Masked labels of every key seen, in first-seen order. */
   keys(): string[];
 }
@@ -106,8 +108,10 @@ export class MockCountsRecorder implements MockCounts {
     return { input, output };
   }
 
-  maxInAnyWindow(secretOrLabel: string, windowMs = this.defaultWindowMs): WindowPeak {
-    const entries = this.entries(secretOrLabel)
+  maxInAnyWindow(secretOrLabels: string | readonly string[], windowMs = this.defaultWindowMs): WindowPeak {
+    const names = typeof secretOrLabels === 'string' ? [secretOrLabels] : secretOrLabels;
+    const entries = names
+      .flatMap((name) => this.entries(name))
       .map((e) => ({ time: e.time, tokens: e.inputTokens + e.outputTokens }))
       .sort((a, b) => a.time - b.time);
     // Any window's content is dominated by one that starts at a request, so two pointers suffice.

@@ -50,18 +50,29 @@ export class SlidingLimiter {
     this.windows.clear();
   }
 
-  /** Admits the request (counting it in the window) when the key has room for it. */
-  admit(secret: string, input: number, output: number, now: number): LimitCheck {
-    const { rpm, tpm } = this.limits.get(secret) ?? {};
-    const window = this.prune(secret, now);
-    const used = window.reduce((sum, a) => sum + a.input + a.output, 0);
-    if (rpm !== undefined && window.length + 1 > rpm) {
-      return { ok: false, exceeded: 'requests', view: this.view(secret, now) };
+  /**
+   * Admits the request when the key and every group it belongs to (an organization) have room,
+   * counting it in all of their windows; else answers for the first that has none.
+   */
+  admit(
+    secret: string,
+    input: number,
+    output: number,
+    now: number,
+    groups: readonly string[] = [],
+  ): LimitCheck {
+    for (const id of [secret, ...groups]) {
+      const { rpm, tpm } = this.limits.get(id) ?? {};
+      const window = this.prune(id, now);
+      const used = window.reduce((sum, a) => sum + a.input + a.output, 0);
+      if (rpm !== undefined && window.length + 1 > rpm) {
+        return { ok: false, exceeded: 'requests', view: this.view(id, now) };
+      }
+      if (tpm !== undefined && used + input + output > tpm) {
+        return { ok: false, exceeded: 'tokens', view: this.view(id, now) };
+      }
     }
-    if (tpm !== undefined && used + input + output > tpm) {
-      return { ok: false, exceeded: 'tokens', view: this.view(secret, now) };
-    }
-    window.push({ time: now, input, output });
+    for (const id of [secret, ...groups]) this.prune(id, now).push({ time: now, input, output });
     return { ok: true, view: this.view(secret, now) };
   }
 

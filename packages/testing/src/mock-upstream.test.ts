@@ -476,6 +476,38 @@ describe('enforced limits', () => {
     }
   });
 
+  it('holds the keys of one organization to its shared rpm, on top of each key own', async () => {
+    let clock = 7_000_000;
+    const short = await startMockUpstream({ windowMs: 300, now: () => clock });
+    try {
+      const [a, b, outsider] = ['a', 'b', 'c'].map((k) => `sk-org-member-${k.repeat(20)}`) as [
+        string,
+        string,
+        string,
+      ];
+      short.setOrgLimits('org-1', [a, b], { rpm: 3 });
+      const call = (apiKey: string, at: number) => {
+        clock = 7_000_000 + at;
+        return new OpenAI({ apiKey, baseURL: `${short.url}/v1`, maxRetries: 0 }).chat.completions
+          .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: PROMPT }] })
+          .then(
+            () => 200,
+            (e: InstanceType<typeof OpenAI.APIError>) => e.status,
+          );
+      };
+      expect([await call(a, 0), await call(b, 10), await call(a, 20), await call(b, 30)]).toStrictEqual([
+        200, 200, 200, 429,
+      ]);
+      // Another key is not in the organization; the window slides for the members.
+      expect(await call(outsider, 40)).toBe(200);
+      expect(await call(b, 300)).toBe(200);
+      expect(short.counts.maxInAnyWindow([a, b]).requests).toBe(4);
+      expect(short.counts.maxInAnyWindow([a, b], 1000).requests).toBe(5);
+    } finally {
+      await short.close();
+    }
+  });
+
   it('answers 429 past tpm with Anthropic retry-after', async () => {
     mock.setLimits(ANTHROPIC_KEY, { tpm: 8 + REPLY_TOKENS });
     await message();

@@ -40,6 +40,11 @@ export interface MockUpstream {
   setScript(secretOrAlias: string, script: FaultScript | FaultStep[]): void;
   /** Enforce rpm/tpm for this key over the sliding window; 429 when a request would exceed them. */
   setLimits(secretOrAlias: string, limits: MockLimits): void;
+  /**
+   * Make these keys (secrets or aliases) one organization that shares `limits` on top of each
+   * key's own, as OpenAI and Anthropic enforce theirs; 429 when a request would exceed them.
+   */
+  setOrgLimits(organization: string, members: readonly string[], limits: MockLimits): void;
   /** Forget scripts, limits, windows, prompt caches and counts. */
   reset(): void;
   close(): Promise<void>;
@@ -84,6 +89,8 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
   const counts = new MockCountsRecorder(windowMs, resolve);
   const scripts = new ScriptBook();
   const limiter = new SlidingLimiter(windowMs);
+  /** Secret → the limiter id of its organization. */
+  const orgOf = new Map<string, string>();
   const promptCache = new PromptCache();
   const timers = new Set<NodeJS.Timeout>();
   let closed = false;
@@ -193,7 +200,8 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
       return sendError(error, headers);
     }
 
-    const check = limiter.admit(secret, plan.inputTokens, plan.outputTokens, time);
+    const org = orgOf.get(secret);
+    const check = limiter.admit(secret, plan.inputTokens, plan.outputTokens, time, org ? [org] : []);
     if (!check.ok) {
       const waitMs = check.exceeded === 'requests' ? check.view.requestsResetMs : check.view.tokensResetMs;
       const headers = dialect.rateLimitHeaders(check.view, time);
@@ -238,9 +246,15 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     setLimits(secretOrAlias, limits) {
       limiter.set(resolve(secretOrAlias), limits);
     },
+    setOrgLimits(organization, members, limits) {
+      const id = `org\u0000${organization}`;
+      limiter.set(id, limits);
+      for (const member of members) orgOf.set(resolve(member), id);
+    },
     reset() {
       scripts.clear();
       limiter.clear();
+      orgOf.clear();
       promptCache.clear();
       counts.reset();
     },

@@ -16,6 +16,7 @@ import type {
   ReserveCandidate,
   ReserveRequest,
   ReserveResult,
+  SharedLimits,
   Store,
   TokenRecord,
   UsageRecord,
@@ -205,6 +206,7 @@ export function testStore(name: string, factory: StoreFactory): void {
         },
         models: ['gpt-4o-mini', 'gpt-4o'],
         organization: 'org-1',
+        orgLimits: { rpm: 5_000, monthlyBudgetUsd: 1_200 },
         project: 'proj-1',
         account: 'acct-1',
         baseURL: 'https://proxy.example.com/v1',
@@ -1319,6 +1321,178 @@ export function testStore(name: string, factory: StoreFactory): void {
         for (const refused of results.filter((r) => !r.ok)) {
           expect(refused).toMatchObject({ reasons: { k: 'rpm' } });
         }
+      });
+    });
+
+    describe('shared limits (keys of one upstream organization)', () => {
+      const ORG = 'org:openai:o1';
+      const group = (limits: KeyLimits, id = ORG): SharedLimits => ({ id, limits });
+      const member = (keyId: string, shared: SharedLimits, limits: KeyLimits = {}): ReserveCandidate => ({
+        keyId,
+        limits,
+        shared,
+      });
+      const snapshots = (ids: string[], now = T0) =>
+        store.usageSnapshot(ids, { now, windowMs: WINDOW_MS, day: DAY, month: MONTH });
+
+      it('charges the group with the key, so the group rpm holds across its keys', async () => {
+        const o = group({ rpm: 2 });
+        const first = expectLease(await store.reserve(request([member('a', o)])));
+        expect(first).toMatchObject({ keyId: 'a', sharedId: ORG });
+        expect(await store.getLease(first.id)).toStrictEqual(first);
+        expectLease(await store.reserve(request([member('b', o)], { now: T0 + 10 })));
+        expect(
+          await store.reserve(request([member('a', o), member('b', o)], { now: T0 + 20 })),
+        ).toStrictEqual({
+          ok: false,
+          retryAfterMs: WINDOW_MS,
+          reasons: { a: 'rpm', b: 'rpm' },
+        });
+        // A key outside the group is not held back by it.
+        const other = expectLease(
+          await store.reserve(request([member('a', o), candidate('c')], { now: T0 + 20 })),
+        );
+        expect(other.keyId).toBe('c');
+        expect(other).not.toHaveProperty('sharedId');
+        expect(
+          (await snapshots([ORG, 'a', 'b'])).map((s) => [
+            s.keyId,
+            s.requestsInWindow,
+            s.requestsToday,
+            s.inFlight,
+          ]),
+        ).toStrictEqual([
+          [ORG, 2, 2, 2],
+          ['a', 1, 1, 1],
+          ['b', 1, 1, 1],
+        ]);
+      });
+
+      it("names the key's own reason first, and a refusal charges neither key nor group", async () => {
+        const o = group({ rpm: 1 });
+        expectLease(await store.reserve(request([member('b', o)])));
+        expect(await store.reserve(request([member('a', o, { rpm: 5 })], { now: T0 + 1 }))).toStrictEqual({
+          ok: false,
+          retryAfterMs: WINDOW_MS,
+          reasons: { a: 'rpm' },
+        });
+        await store.updateKeyState('a', { set: { coolingUntil: T0 + 5000 }, now: T0 });
+        expect(await store.reserve(request([member('a', o)], { now: T0 + 1 }))).toStrictEqual({
+          ok: false,
+          retryAfterMs: 4999,
+          reasons: { a: 'cooling' },
+        });
+        const [org, a] = await snapshots([ORG, 'a']);
+        expect(org).toMatchObject({ requestsInWindow: 1, requestsToday: 1, tokensToday: 100, inFlight: 1 });
+        expect(a).toMatchObject({ requestsInWindow: 0, requestsToday: 0, tokensToday: 0, inFlight: 0 });
+      });
+
+      it('reconciles the group tokens and cost at settle and stamps its entry like the key entry', async () => {
+        const o = group({ tpm: 1000 });
+        const first = expectLease(
+          await store.reserve(request([member('a', o)], { estimatedTokens: 600, estimatedCostUsd: 0.6 })),
+        );
+        expect(
+          await store.reserve(request([member('b', o)], { now: T0 + 100, estimatedTokens: 500 })),
+        ).toStrictEqual({ ok: false, retryAfterMs: WINDOW_MS, reasons: { b: 'tpm' } });
+        expect(
+          await store.settle(first.id, { tokens: 100, costUsd: 0.1, now: T0 + 1000, respondedAt: T0 + 500 }),
+        ).toMatchObject({ status: 'settled', lease: { sharedId: ORG } });
+        expectLease(
+          await store.reserve(
+            request([member('b', o)], { now: T0 + 1000, estimatedTokens: 500, estimatedCostUsd: 0.5 }),
+          ),
+        );
+        const [org] = await snapshots([ORG], T0 + 1000);
+        expect(org).toMatchObject({
+          requestsInWindow: 2,
+          tokensInWindow: 600,
+          tokensToday: 600,
+          inFlight: 1,
+        });
+        expect(org?.costThisMonthUsd).toBeCloseTo(0.6, 9);
+        // The first entry was stamped at respondedAt and leaves a window later; b is in flight.
+        expect((await snapshots([ORG], T0 + 500 + WINDOW_MS))[0]).toMatchObject({
+          requestsInWindow: 1,
+          tokensInWindow: 500,
+        });
+      });
+
+      it('enforces the group day and month limits, with waits to the day and month ends', async () => {
+        const perDay = group({ requestsPerDay: 1 }, 'org:openai:day');
+        expectLease(await store.reserve(request([member('a', perDay)])));
+        expect(await store.reserve(request([member('b', perDay)]))).toStrictEqual({
+          ok: false,
+          retryAfterMs: DAY_ENDS - T0,
+          reasons: { b: 'requests-per-day' },
+        });
+        expectLease(await store.reserve(request([member('b', perDay)], { day: NEXT_DAY, now: DAY_ENDS })));
+
+        const tokens = group({ tokensPerDay: 150 }, 'org:openai:tokens');
+        expectLease(await store.reserve(request([member('c', tokens)])));
+        expect(await store.reserve(request([member('d', tokens)]))).toMatchObject({
+          ok: false,
+          reasons: { d: 'tokens-per-day' },
+        });
+
+        const budget = group({ monthlyBudgetUsd: 1 }, 'org:openai:budget');
+        expectLease(await store.reserve(request([member('e', budget)], { estimatedCostUsd: 0.6 })));
+        expect(await store.reserve(request([member('f', budget)], { estimatedCostUsd: 0.6 }))).toStrictEqual({
+          ok: false,
+          retryAfterMs: MONTH_ENDS - T0,
+          reasons: { f: 'monthly-budget' },
+        });
+      });
+
+      it('an expired lease keeps the group reservation at the estimate and frees its slot in flight', async () => {
+        const o = group({ rpm: 5 });
+        const lease = expectLease(await store.reserve(request([member('a', o)], { estimatedTokens: 70 })));
+        expect(await store.expireLeases(T0 + TTL_MS)).toStrictEqual([lease]);
+        expect((await snapshots([ORG], T0 + TTL_MS))[0]).toMatchObject({
+          requestsInWindow: 1,
+          tokensInWindow: 70,
+          inFlight: 0,
+        });
+        expect((await snapshots([ORG], T0 + TTL_MS + WINDOW_MS))[0]).toMatchObject({
+          requestsInWindow: 0,
+          tokensInWindow: 0,
+          requestsToday: 1,
+        });
+      });
+
+      it("keeps the group's counters when a key is deleted; resetKeyState with counters clears them", async () => {
+        const o = group({ rpm: 5 });
+        await store.putKey(keyRecord('a'));
+        const lease = expectLease(await store.reserve(request([member('a', o)])));
+        await store.settle(lease.id, { tokens: 40, costUsd: 0.4, now: T0 + 10 });
+        await store.deleteKey('a');
+        expect((await snapshots([ORG], T0 + 10))[0]).toMatchObject({ requestsInWindow: 1, tokensToday: 40 });
+        await store.resetKeyState(ORG, { counters: true, now: T0 + 20 });
+        expect((await snapshots([ORG], T0 + 20))[0]).toMatchObject({
+          requestsInWindow: 0,
+          tokensInWindow: 0,
+          requestsToday: 0,
+          tokensToday: 0,
+          inFlight: 0,
+        });
+      });
+
+      it('300 concurrent reservations over three keys of a group with rpm 50 grant exactly 50', async () => {
+        const o = group({ rpm: 50 });
+        const handles = factory.peer ? [store, await peerOf(store)] : [store];
+        const results = await Promise.all(
+          Array.from({ length: 300 }, (_, i) =>
+            handles[i % handles.length]!.reserve(
+              request(
+                [0, 1, 2].map((k) => member(`k${(i + k) % 3}`, o, { rpm: 40 })),
+                { now: T0 + (i % 7) },
+              ),
+            ),
+          ),
+        );
+        expect(results.filter((r) => r.ok)).toHaveLength(50);
+        const [org] = await snapshots([ORG], T0 + 10);
+        expect(org).toMatchObject({ requestsInWindow: 50, inFlight: 50 });
       });
     });
 
