@@ -141,6 +141,21 @@ describe.skipIf(!available)('redisStore when Redis goes away', () => {
         }
         await timed(() => store.appendUsage([usage(`during-${i}`, 10 + i)]));
       }
+      // A group's limits are divided too: rpm 4 over two keys of one organization grants 2 here.
+      let grantedInGroup = 0;
+      for (let i = 0; i < 6; i++) {
+        const request = reserveRequest(`member-${i % 2}`, 1_000_000 + i);
+        const candidates = request.candidates.map((c) => ({
+          ...c,
+          shared: { id: 'org', limits: { rpm: 4 } },
+        }));
+        const result = await timed(() => store.reserve({ ...request, candidates }));
+        if (result.ok) {
+          grantedInGroup += 1;
+          expect(result.lease.sharedId).toBe('org');
+        }
+      }
+      expect(grantedInGroup).toBe(2);
       // The lease taken before the outage settles from what this process remembers.
       const settled = await timed(() =>
         store.settle(held.ok ? held.lease.id : '', {

@@ -4,14 +4,18 @@ import type { LeaseRecord, ReserveRequest } from '@keypool/spec';
  * A lease as stored in Redis: one string the Lua scripts split with one pattern
  * match, cheaper than cjson on every settle. Fields are separated by U+001F:
  *
- *   <status a|x><probe 0|1> ␟ est ␟ estCost ␟ reservedAt ␟ expiresAt ␟ day ␟ month ␟ tail ␟ keyId
+ *   <status a|x><flags> ␟ est ␟ estCost ␟ reservedAt ␟ expiresAt ␟ day ␟ month ␟ tail ␟ keyId
  *
- * `tail` is JSON with the optional model and meta (JSON escapes U+001F, so it never
- * holds a separator); keyId comes last so it may contain anything.
+ * flags: 1 = probe plus 2 = shared, as one digit ('0'–'3'). `tail` is JSON with the optional model
+ * and meta (JSON escapes U+001F, so it never holds a separator); keyId comes last so it
+ * may contain anything. A shared lease's last field is "<byte length>␟<sharedId><keyId>":
+ * the group id may contain anything too.
  */
 const SEP = '\x1f';
+const probeFlag = 1;
+const sharedFlag = 2;
 
-/** The part the reserve script stores between the status/probe prefix and the key id. */
+/** The part the reserve script stores between the status/flags prefix and the ids. */
 export function leaseMiddle(request: ReserveRequest, expiresAt: number): string {
   const tail =
     request.model === undefined && request.meta === undefined
@@ -26,6 +30,7 @@ export function leaseFromRequest(
   keyId: string,
   isProbe: boolean,
   expiresAt: number,
+  sharedId: string | undefined,
 ): LeaseRecord {
   const lease: LeaseRecord = {
     id: request.leaseId,
@@ -40,7 +45,19 @@ export function leaseFromRequest(
   };
   if (request.model !== undefined) lease.model = request.model;
   if (request.meta !== undefined) lease.meta = { ...request.meta };
+  if (sharedId !== undefined) lease.sharedId = sharedId;
   return lease;
+}
+
+/** Splits a shared lease's last field, whose length prefix counts UTF-8 bytes (Lua's #). */
+function splitShared(ids: string): { sharedId: string; keyId: string } {
+  const sep = ids.indexOf(SEP);
+  const length = Number(ids.slice(0, sep));
+  const bytes = Buffer.from(ids.slice(sep + 1), 'utf8');
+  return {
+    sharedId: bytes.subarray(0, length).toString('utf8'),
+    keyId: bytes.subarray(length).toString('utf8'),
+  };
 }
 
 /** Reads a stored lease string back (active or swept alike). */
@@ -48,22 +65,26 @@ export function decodeLease(id: string, stored: string): LeaseRecord {
   const parts = stored.split(SEP);
   const head = parts[0] ?? '';
   const tail = parts[7] ?? '';
+  const flags = Number(head[1]);
+  // The ids are last and may themselves contain the separator.
+  const ids = parts.slice(8).join(SEP);
+  const shared = (flags & sharedFlag) === 0 ? undefined : splitShared(ids);
   const lease: LeaseRecord = {
     id,
-    // The key id is last and may itself contain the separator.
-    keyId: parts.slice(8).join(SEP),
+    keyId: shared === undefined ? ids : shared.keyId,
     estimatedTokens: Number(parts[1]),
     estimatedCostUsd: Number(parts[2]),
     reservedAt: Number(parts[3]),
     expiresAt: Number(parts[4]),
     day: parts[5] ?? '',
     month: parts[6] ?? '',
-    isProbe: head[1] === '1',
+    isProbe: (flags & probeFlag) !== 0,
   };
   if (tail !== '') {
     const extra = JSON.parse(tail) as { model?: string; meta?: Record<string, string> };
     if (extra.model !== undefined) lease.model = extra.model;
     if (extra.meta !== undefined) lease.meta = extra.meta;
   }
+  if (shared !== undefined) lease.sharedId = shared.sharedId;
   return lease;
 }

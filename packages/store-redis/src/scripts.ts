@@ -9,7 +9,9 @@ import type { Cluster, Redis } from 'ioredis';
  *   B:k:<key>      hash   everything hot about a key in one place, read with one HMGET:
  *                         state fields (coolingUntil, breaker, …, bm:<model> = blocked-until),
  *                         wn/wt = window count/tokens, wo = oldest stamp in the window,
- *                         f = in flight, d/m = current day/month, r:<day>, t:<day>, c:<month>
+ *                         f = in flight, d/m = current day/month, r:<day>, t:<day>, c:<month>;
+ *                         a group of shared limits (ReserveCandidate.shared) keeps its own
+ *                         window and counters the same way under its id (no state fields)
  *   B:w:<key>      zset   sliding window: "<leaseId>|<tokens>" -> stamp ('+inf' while in flight:
  *                         it always counts; settled at respondedAt, expired at expiresAt)
  *   B:l:<lease>    string a lease, compact (see leaseRecord): 'a…' active, 'x…' swept and
@@ -20,17 +22,25 @@ import type { Cluster, Redis } from 'ioredis';
  *                         expires on its own a while after that
  *
  * Cost is mostly the number of redis.call per script: a reserve makes 5, a settle 7
- * (5 when the actual tokens equal the estimate). The window is trimmed only when a
- * limit check with the untrimmed counts fails (those counts can only be higher, so a
- * pass is exact) or when entries a quarter window past the edge pile up.
+ * (5 when the actual tokens equal the estimate); shared limits add the group's HMGET,
+ * window ZADD (and ZREM) and HSET to both. The window is trimmed only when a limit check
+ * with the untrimmed counts fails (those counts can only be higher, so a pass is exact)
+ * or when entries a quarter window past the edge pile up.
  */
 
 const leaseCommon = `
 local base = KEYS[1]
--- A lease string: status ('a' active / 'x' swept), probe flag, then
--- est, estCost, reservedAt, expiresAt, day, month, tail JSON, keyId (last: it may hold anything).
+-- A lease string: status ('a' active / 'x' swept), flags ('0', '1' probe, '2' shared,
+-- '3' shared probe), then est, estCost, reservedAt, expiresAt, day, month, tail JSON, ids (last:
+-- the key id, which may hold anything; a shared lease puts "<byte length>␟<group id>" before it).
 local function parseLease(rec)
   return string.match(rec, '^(.)(.)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031[^\\031]*\\031(.*)$')
+end
+-- A shared lease's ids: group id, key id.
+local function splitShared(ids)
+  local len, rest = string.match(ids, '^(%d+)\\031(.*)$')
+  len = tonumber(len)
+  return string.sub(rest, 1, len), string.sub(rest, len + 1)
 end
 `;
 
@@ -50,7 +60,8 @@ end
  * ignoreCooldown ('1' = a last resort: cooling and an open breaker's wait do not refuse),
  * then one argument per candidate: "rpm␟tpm␟requestsPerDay␟tokensPerDay␟monthlyBudgetUsd␟keyId"
  * ('' = no limit; the key id last, so it may contain anything), split only for the
- * candidates the script reaches (usually the first).
+ * candidates the script reaches (usually the first). A candidate with shared limits is
+ * preceded by its group's argument, "␞" + the same five limits and the group id (last too).
  * Reply: an integer on success, candidate index * 2 + isProbe (the caller builds the lease
  * itself), or {0, hasRetry, retryAfterMs, id1, reason1, ...}.
  *
@@ -144,30 +155,77 @@ end
 -- add and to remove; usage records to append.
 local newLeases, leaseOrder, expiryAdds, expiryRemoves, usage = {}, {}, {}, {}, {}
 
+-- "rpm␟tpm␟requestsPerDay␟tokensPerDay␟monthlyBudgetUsd␟id" ('' = no limit; the id last, so
+-- it may contain anything): a candidate's key, or (after a U+001E) the group it shares.
+local limitsPattern = '^([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031(.*)$'
+-- The reserve being run, read by overLimit and charge (set by reserve).
+local reserveArgs, reserveBase, now, windowMs, cutoff, staleEdge, est, estCost, day, month, rF, tF, cF, leaseId
+
+-- The first limit e (a key or a group) fails for the reserve being run: reason and retry
+-- time (nil when unknown); on a pass nil, nil and the window and calendar counts to charge.
+local function overLimit(e, rpmS, tpmS, rpdS, tpdS, budgetS)
+  local wn, wt, wo = num(e, 'wn') or 0, num(e, 'wt') or 0, num(e, 'wo')
+  local rpm, tpm = tonumber(rpmS), tonumber(tpmS)
+  -- Counts that still hold entries past the window are only ever higher: a pass is exact.
+  if wo and wo <= cutoff and ((rpm and wn + 1 > rpm) or (tpm and wt + est > tpm) or wo <= staleEdge) then
+    wn, wt, wo = trim(e, cutoff, wn, wt)
+  end
+  local r, t, cm = num(e, rF) or 0, num(e, tF) or 0, num(e, cF) or 0
+  local rpd, tpd, budget = tonumber(rpdS), tonumber(tpdS), tonumber(budgetS)
+  -- The oldest stamped entry leaves first; entries in flight no sooner than a window from now.
+  if rpm and wn + 1 > rpm then return 'rpm', (wo or now) + windowMs end
+  if tpm and wt + est > tpm then
+    if est <= tpm then return 'tpm', (wo or now) + windowMs end
+    return 'tpm'
+  end
+  if rpd and r + 1 > rpd then return 'requests-per-day', tonumber(reserveArgs[reserveBase + 7]) end
+  if tpd and t + est > tpd then return 'tokens-per-day', tonumber(reserveArgs[reserveBase + 7]) end
+  if budget and cm + estCost > budget then return 'monthly-budget', tonumber(reserveArgs[reserveBase + 8]) end
+  return nil, nil, wn, wt, r, t, cm
+end
+
+-- Charges the reserve being run to e (a key or a group): window entry member (in flight),
+-- one request, the estimated tokens and cost, one in flight. The counts are overLimit's.
+local function charge(e, member, wn, wt, r, t, cm)
+  local adds = e.adds
+  adds[#adds + 1] = '+inf'
+  adds[#adds + 1] = member
+  e.pend[leaseId] = #adds
+  rollover(e, day, month)
+  put(e, 'wn', wn + 1); put(e, 'wt', wt + est); put(e, 'f', (num(e, 'f') or 0) + 1)
+  put(e, rF, r + 1); put(e, tF, t + est); put(e, cF, cm + estCost)
+end
+
 local function reserve(A, b, last)
-  local now = tonumber(A[b + 1])
-  local windowMs = tonumber(A[b + 2])
-  local cutoff = now - windowMs
-  local staleEdge = cutoff - windowMs / 4
-  local est = tonumber(A[b + 3])
-  local estCost = tonumber(A[b + 4])
-  local day, month = A[b + 5], A[b + 6]
+  reserveArgs, reserveBase = A, b
+  now = tonumber(A[b + 1])
+  windowMs = tonumber(A[b + 2])
+  cutoff = now - windowMs
+  staleEdge = cutoff - windowMs / 4
+  est = tonumber(A[b + 3])
+  estCost = tonumber(A[b + 4])
+  day, month = A[b + 5], A[b + 6]
   local model = A[b + 10]
-  local leaseId = A[b + 11]
+  leaseId = A[b + 11]
   local isCooldownHard = A[b + 13] ~= '1'
-  local rF, tF, cF = 'r:' .. day, 't:' .. day, 'c:' .. month
+  rF, tF, cF = 'r:' .. day, 't:' .. day, 'c:' .. month
   -- The HMGET list ends at the first nil, so no model means no bm: field.
   local bmF = model ~= '' and 'bm:' .. model or nil
   local best = nil
   local out = nil
   local n = 0
-  for o = b + 14, last do
+  local o = b + 14
+  while o <= last do
     n = n + 1
-    local rpmS, tpmS, rpdS, tpdS, budgetS, id = string.match(A[o],
-      '^([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031([^\\031]*)\\031(.*)$')
+    local arg, group = A[o], nil
+    -- A candidate with shared limits: its group's argument comes first, marked with U+001E.
+    if string.byte(arg) == 30 then group, o = arg, o + 1; arg = A[o] end
+    o = o + 1
+    local rpmS, tpmS, rpdS, tpdS, budgetS, id = string.match(arg, limitsPattern)
     local e = keyOf(id)
     load(e, {'invalidSince', 'exhaustedUntil', 'coolingUntil', 'breaker', 'breakerOpenUntil',
-      'probeLeaseId', 'wn', 'wt', 'wo', 'f', 'd', 'm', rF, tF, cF, bmF})    local reason, at = nil, nil
+      'probeLeaseId', 'wn', 'wt', 'wo', 'f', 'd', 'm', rF, tF, cF, bmF})
+    local reason, at = nil, nil
     local isProbe = false
     if get(e, 'invalidSince') then reason = 'invalid'
     else
@@ -189,33 +247,27 @@ local function reserve(A, b, last)
       end
     end
     if not reason then
-      local wn, wt, wo = num(e, 'wn') or 0, num(e, 'wt') or 0, num(e, 'wo')
-      local rpm, tpm = tonumber(rpmS), tonumber(tpmS)
-      -- Counts that still hold entries past the window are only ever higher: a pass is exact.
-      if wo and wo <= cutoff and ((rpm and wn + 1 > rpm) or (tpm and wt + est > tpm) or wo <= staleEdge) then
-        wn, wt, wo = trim(e, cutoff, wn, wt)
-      end
-      local r, t, cm = num(e, rF) or 0, num(e, tF) or 0, num(e, cF) or 0
-      local rpd, tpd, budget = tonumber(rpdS), tonumber(tpdS), tonumber(budgetS)
-      -- The oldest stamped entry leaves first; entries in flight no sooner than a window from now.
-      if rpm and wn + 1 > rpm then reason, at = 'rpm', (wo or now) + windowMs
-      elseif tpm and wt + est > tpm then
-        reason = 'tpm'
-        if est <= tpm then at = (wo or now) + windowMs end
-      elseif rpd and r + 1 > rpd then reason, at = 'requests-per-day', tonumber(A[b + 7])
-      elseif tpd and t + est > tpd then reason, at = 'tokens-per-day', tonumber(A[b + 7])
-      elseif budget and cm + estCost > budget then reason, at = 'monthly-budget', tonumber(A[b + 8])
+      local wn, wt, r, t, cm
+      reason, at, wn, wt, r, t, cm = overLimit(e, rpmS, tpmS, rpdS, tpdS, budgetS)
+      -- The group's limits count only once the key's own pass: a refusal names the key's reason first.
+      local g, gid, gwn, gwt, gr, gt, gcm
+      if not reason and group then
+        local grpmS, gtpmS, grpdS, gtpdS, gbudgetS
+        grpmS, gtpmS, grpdS, gtpdS, gbudgetS, gid = string.match(group, limitsPattern, 2)
+        g = keyOf(gid)
+        load(g, {'wn', 'wt', 'wo', 'f', 'd', 'm', rF, tF, cF})
+        reason, at, gwn, gwt, gr, gt, gcm = overLimit(g, grpmS, gtpmS, grpdS, gtpdS, gbudgetS)
       end
       if not reason then
-        local adds = e.adds
-        adds[#adds + 1] = '+inf'
-        adds[#adds + 1] = leaseId .. '|' .. A[b + 3]
-        e.pend[leaseId] = #adds
-        rollover(e, day, month)
-        put(e, 'wn', wn + 1); put(e, 'wt', wt + est); put(e, 'f', (num(e, 'f') or 0) + 1)
-        put(e, rF, r + 1); put(e, tF, t + est); put(e, cF, cm + estCost)
+        local member = leaseId .. '|' .. A[b + 3]
+        charge(e, member, wn, wt, r, t, cm)
         if isProbe then put(e, 'breaker', 'half-open'); put(e, 'probeLeaseId', leaseId) end
-        newLeases[leaseId] = (isProbe and 'a1\\031' or 'a0\\031') .. A[b + 12] .. id
+        if g then
+          charge(g, member, gwn, gwt, gr, gt, gcm)
+          newLeases[leaseId] = (isProbe and 'a3\\031' or 'a2\\031') .. A[b + 12] .. #gid .. '\\031' .. gid .. id
+        else
+          newLeases[leaseId] = (isProbe and 'a1\\031' or 'a0\\031') .. A[b + 12] .. id
+        end
         leaseOrder[#leaseOrder + 1] = leaseId
         expiryAdds[leaseId] = tonumber(A[b + 9])
         return n * 2 + (isProbe and 1 or 0)
@@ -231,60 +283,76 @@ local function reserve(A, b, last)
   return out
 end
 
+-- Ends lease id's reservation on e (its key or its group) at stamp: the window entry becomes
+-- member, and when reported in time (tokensS, the tokens as sent) the window, day and month
+-- move from the estimate to the actual tokens and cost; one in flight less.
+local function release(e, id, est, stamp, member, tokensS, tokens, estN, cost, estCostN, tF, cF)
+  load(e, {'wt', 'wo', 'f', 'probeLeaseId', tF, cF})
+  local i = e.pend[id]
+  local present
+  if tokensS then
+    if i then
+      e.adds[i - 1], e.adds[i] = stamp, member
+      present = true
+    elseif tokensS == est then
+      present = redis.call('ZADD', e.w, 'XX', 'CH', stamp, member) == 1
+    elseif redis.call('ZREM', e.w, id .. '|' .. est) == 1 then
+      e.adds[#e.adds + 1] = stamp
+      e.adds[#e.adds + 1] = member
+      present = true
+    end
+    if present and tokens ~= estN then put(e, 'wt', (num(e, 'wt') or 0) + tokens - estN) end
+    -- Only what still exists moves: a reset or rolled-over day stays gone.
+    local td, cm = num(e, tF), num(e, cF)
+    if td then put(e, tF, td + tokens - estN) end
+    if cm then put(e, cF, cm + cost - estCostN) end
+  elseif i then
+    e.adds[i - 1] = stamp
+    present = true
+  else
+    present = redis.call('ZADD', e.w, 'XX', 'CH', stamp, member) == 1
+  end
+  if present then
+    local wo = num(e, 'wo')
+    if not wo or stamp < wo then put(e, 'wo', stamp) end
+  end
+  local f = num(e, 'f')
+  if f then put(e, 'f', math.max(0, f - 1)) end
+end
+
 local function settle(A, b)
   local id = A[b + 1]
   local rec = newLeases[id]
   local isNew = rec ~= nil
   if isNew then newLeases[id] = false else rec = redis.call('GETDEL', base .. ':l:' .. id) end
   if not rec then return 0 end
-  local st, probe, est, cost, at, exp, day, month, keyId = parseLease(rec)
+  local st, flags, est, cost, at, exp, day, month, keyId = parseLease(rec)
   local status = 2
   if st == 'a' then
     if isNew then expiryAdds[id] = nil else expiryRemoves[#expiryRemoves + 1] = id end
-    local e = keyOf(keyId)
-    load(e, {'wt', 'wo', 'f', 'probeLeaseId', 't:' .. day, 'c:' .. month})
+    local sharedId
+    if flags == '2' or flags == '3' then sharedId, keyId = splitShared(keyId) end
     local now, expN = tonumber(A[b + 4]), tonumber(exp)
-    local i = e.pend[id]
-    local stamp, present
+    local stamp, member, tokensS, tokens, estN, actualCost, estCostN
     if expN > now then
       status = 1
       -- The upstream had the request by the time it responded: the entry counts from there.
       stamp = math.min(now, math.max(tonumber(at), tonumber(A[b + 8]) or now))
-      local tokens = tonumber(A[b + 2])
-      local estN = tonumber(est)
-      local member = id .. '|' .. A[b + 2]
-      if i then
-        e.adds[i - 1], e.adds[i] = stamp, member
-        present = true
-      elseif A[b + 2] == est then
-        present = redis.call('ZADD', e.w, 'XX', 'CH', stamp, member) == 1
-      elseif redis.call('ZREM', e.w, id .. '|' .. est) == 1 then
-        e.adds[#e.adds + 1] = stamp
-        e.adds[#e.adds + 1] = member
-        present = true
-      end
-      if present and tokens ~= estN then put(e, 'wt', (num(e, 'wt') or 0) + tokens - estN) end
-      -- Only what still exists moves: a reset or rolled-over day stays gone.
-      local td, cm = num(e, 't:' .. day), num(e, 'c:' .. month)
-      if td then put(e, 't:' .. day, td + tokens - estN) end
-      if cm then put(e, 'c:' .. month, cm + tonumber(A[b + 3]) - tonumber(cost)) end
+      tokensS = A[b + 2]
+      member = id .. '|' .. tokensS
+      tokens, estN, actualCost, estCostN = tonumber(tokensS), tonumber(est), tonumber(A[b + 3]), tonumber(cost)
     else
       -- Expired before its report: it keeps the estimate and is stamped at expiresAt.
       stamp = expN
-      if i then
-        e.adds[i - 1] = stamp
-        present = true
-      else
-        present = redis.call('ZADD', e.w, 'XX', 'CH', stamp, id .. '|' .. est) == 1
-      end
+      member = id .. '|' .. est
     end
-    if present then
-      local wo = num(e, 'wo')
-      if not wo or stamp < wo then put(e, 'wo', stamp) end
+    local tF, cF = 't:' .. day, 'c:' .. month
+    local e = keyOf(keyId)
+    release(e, id, est, stamp, member, tokensS, tokens, estN, actualCost, estCostN, tF, cF)
+    if (flags == '1' or flags == '3') and get(e, 'probeLeaseId') == id then put(e, 'probeLeaseId', nil) end
+    if sharedId then
+      release(keyOf(sharedId), id, est, stamp, member, tokensS, tokens, estN, actualCost, estCostN, tF, cF)
     end
-    local f = num(e, 'f')
-    if f then put(e, 'f', math.max(0, f - 1)) end
-    if probe == '1' and get(e, 'probeLeaseId') == id then put(e, 'probeLeaseId', nil) end
   end
   if A[b + 7] ~= '' then
     usage[#usage + 1] = A[b + 6]
@@ -333,24 +401,31 @@ return replies
 
 /** ARGV: now, keepSweptMs. Ends every lease due; returns {id1, leaseString1, ...}. */
 const expire = `${leaseCommon}
+-- Unreported: the entry on owner (the lease's key or group) keeps the estimate and is stamped
+-- at expiresAt; one in flight less, and the key's probe slot frees when the lease held it.
+local function release(owner, id, est, exp, isProbe)
+  local kKey = base .. ':k:' .. owner
+  local c = redis.call('HMGET', kKey, 'f', 'probeLeaseId', 'wo')
+  local set = {}
+  if c[1] then set[#set + 1] = 'f'; set[#set + 1] = math.max(0, tonumber(c[1]) - 1) end
+  if redis.call('ZADD', base .. ':w:' .. owner, 'XX', 'CH', exp, id .. '|' .. est) == 1 then
+    local wo = tonumber(c[3])
+    if not wo or tonumber(exp) < wo then set[#set + 1] = 'wo'; set[#set + 1] = exp end
+  end
+  if #set > 0 then redis.call('HSET', kKey, unpack(set)) end
+  if isProbe and c[2] == id then redis.call('HDEL', kKey, 'probeLeaseId') end
+end
 local ids = redis.call('ZRANGEBYSCORE', base .. ':lexp', '-inf', ARGV[1])
 local out = {}
 for i, id in ipairs(ids) do
   local lKey = base .. ':l:' .. id
   local rec = redis.call('GET', lKey)
   if rec and string.sub(rec, 1, 1) == 'a' then
-    local _, probe, est, _, _, exp, _, _, keyId = parseLease(rec)
-    local kKey = base .. ':k:' .. keyId
-    local c = redis.call('HMGET', kKey, 'f', 'probeLeaseId', 'wo')
-    local set = {}
-    if c[1] then set[#set + 1] = 'f'; set[#set + 1] = math.max(0, tonumber(c[1]) - 1) end
-    -- Unreported: the entry keeps the estimate and is stamped at expiresAt.
-    if redis.call('ZADD', base .. ':w:' .. keyId, 'XX', 'CH', exp, id .. '|' .. est) == 1 then
-      local wo = tonumber(c[3])
-      if not wo or tonumber(exp) < wo then set[#set + 1] = 'wo'; set[#set + 1] = exp end
-    end
-    if #set > 0 then redis.call('HSET', kKey, unpack(set)) end
-    if probe == '1' and c[2] == id then redis.call('HDEL', kKey, 'probeLeaseId') end
+    local _, flags, est, _, _, exp, _, _, keyId = parseLease(rec)
+    local sharedId
+    if flags == '2' or flags == '3' then sharedId, keyId = splitShared(keyId) end
+    release(keyId, id, est, exp, flags == '1' or flags == '3')
+    if sharedId then release(sharedId, id, est, exp, false) end
     rec = 'x' .. string.sub(rec, 2)
     redis.call('SET', lKey, rec, 'PX', ARGV[2])
     out[#out + 1] = id

@@ -189,6 +189,37 @@ describe.skipIf(!available)('redisStore', () => {
     });
   });
 
+  it('keeps a shared lease apart from its ids, whatever they hold, for another process and the sweep', async () => {
+    const peer = open();
+    await peer.init();
+    // Separators, the group marker and multibyte characters (the lease counts the group id in bytes).
+    const keyId = '\x1e7\x1fké|✓';
+    const shared = { id: 'org:\x1fö|😀\x1e', limits: { rpm: 5 } };
+    const sharedRequest = (now: number) => ({
+      ...request([], { now }),
+      candidates: [
+        { keyId: 'plain', limits: { rpm: 0 } },
+        { keyId, limits: {}, shared },
+      ],
+    });
+    const taken = await store.reserve(sharedRequest(1_000_000));
+    if (!taken.ok) throw new Error('expected a lease');
+    expect(taken.lease).toMatchObject({ keyId, sharedId: shared.id });
+    expect(await peer.getLease(taken.lease.id)).toStrictEqual(taken.lease);
+    // The peer never saw the lease: the script hands it back, decoded from the stored string.
+    expect(await peer.settle(taken.lease.id, { tokens: 40, costUsd: 0.1, now: 1_000_500 })).toStrictEqual({
+      status: 'settled',
+      lease: taken.lease,
+    });
+    const swept = await store.reserve(sharedRequest(1_001_000));
+    if (!swept.ok) throw new Error('expected a lease');
+    expect(await peer.expireLeases(1_031_000)).toContainEqual(swept.lease);
+    const query = { now: 1_031_000, windowMs: 60_000, day: '2026-11-25', month: '2026-11' };
+    const [group, own] = await store.usageSnapshot([shared.id, keyId], query);
+    expect(group).toMatchObject({ requestsInWindow: 2, tokensInWindow: 140, tokensToday: 140, inFlight: 0 });
+    expect(own).toMatchObject({ requestsInWindow: 2, tokensInWindow: 140, tokensToday: 140, inFlight: 0 });
+  });
+
   it('enforces rpm, tpm and daily limits with retry hints', async () => {
     const limits = { rpm: 2, tpm: 1_000 };
     const at = (now: number, est = 100, keyId = 'r1') =>

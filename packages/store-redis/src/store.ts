@@ -11,6 +11,7 @@ import type {
   KeyUsageSnapshot,
   LeaseRecord,
   PoolRecord,
+  ReserveCandidate,
   ReserveRequest,
   ReserveResult,
   Settlement,
@@ -26,7 +27,7 @@ import type {
 } from '@keypool/spec';
 import { type MemoryStore, memoryStore } from '@keypool/store-memory';
 import { type Cluster, Redis } from 'ioredis';
-import { candidateArg } from './candidates.js';
+import { candidateArg, sharedArg } from './candidates.js';
 import { isConnectionError, RedisStoreError } from './errors.js';
 import { HotBatch } from './hot-batch.js';
 import { decodeLease, leaseFromRequest, leaseMiddle } from './lease.js';
@@ -322,25 +323,35 @@ export class RedisStore implements Store {
     }
   }
 
-  /** This process's share of each limit while it serves alone from the fallback. */
+  /** This process's share of each limit (a key's and its group's) while it serves alone from the fallback. */
   private scaled(request: ReserveRequest): ReserveRequest {
     const n = this.liveProcesses;
     if (n <= 1) return request;
     const share = (value: number | undefined, whole: boolean) =>
       value === undefined ? undefined : whole ? Math.max(1, Math.floor(value / n)) : value / n;
+    const scaleLimits = (limits: KeyLimits): KeyLimits => {
+      const scaledLimits: KeyLimits = {};
+      const entries: Array<[keyof KeyLimits, number | undefined]> = [
+        ['rpm', share(limits.rpm, true)],
+        ['tpm', share(limits.tpm, false)],
+        ['requestsPerDay', share(limits.requestsPerDay, true)],
+        ['tokensPerDay', share(limits.tokensPerDay, false)],
+        ['monthlyBudgetUsd', share(limits.monthlyBudgetUsd, false)],
+      ];
+      for (const [field, value] of entries) if (value !== undefined) scaledLimits[field] = value;
+      return scaledLimits;
+    };
     return {
       ...request,
-      candidates: request.candidates.map(({ keyId, limits }) => {
-        const scaledLimits: KeyLimits = {};
-        const entries: Array<[keyof KeyLimits, number | undefined]> = [
-          ['rpm', share(limits.rpm, true)],
-          ['tpm', share(limits.tpm, false)],
-          ['requestsPerDay', share(limits.requestsPerDay, true)],
-          ['tokensPerDay', share(limits.tokensPerDay, false)],
-          ['monthlyBudgetUsd', share(limits.monthlyBudgetUsd, false)],
-        ];
-        for (const [field, value] of entries) if (value !== undefined) scaledLimits[field] = value;
-        return { keyId, limits: scaledLimits };
+      candidates: request.candidates.map((candidate): ReserveCandidate => {
+        const scaledCandidate: ReserveCandidate = {
+          keyId: candidate.keyId,
+          limits: scaleLimits(candidate.limits),
+        };
+        const { shared } = candidate;
+        if (shared !== undefined)
+          scaledCandidate.shared = { id: shared.id, limits: scaleLimits(shared.limits) };
+        return scaledCandidate;
       }),
     };
   }
@@ -592,14 +603,23 @@ export class RedisStore implements Store {
       leaseMiddle(request, expiresAt),
       request.ignoreCooldown === true ? '1' : '',
     ];
-    for (const candidate of candidates) args.push(candidateArg(candidate));
+    for (const candidate of candidates) {
+      if (candidate.shared !== undefined) args.push(sharedArg(candidate.shared));
+      args.push(candidateArg(candidate));
+    }
     const reply = await this.hot.run('r', args);
     if (typeof reply === 'number') {
       // The script answers with the candidate's position and the probe flag; the lease is built here.
       const candidate = candidates[(reply >> 1) - 1];
       if (candidate === undefined)
         throw new Error(`keypool reserve script returned an unknown candidate (${reply})`);
-      const lease = leaseFromRequest(request, candidate.keyId, (reply & 1) === 1, expiresAt);
+      const lease = leaseFromRequest(
+        request,
+        candidate.keyId,
+        (reply & 1) === 1,
+        expiresAt,
+        candidate.shared?.id,
+      );
       this.ownLeases.set(lease.id, lease);
       return { ok: true, lease };
     }
