@@ -1,6 +1,7 @@
 import type { DatabaseSync } from 'node:sqlite';
 import type {
   IneligibleReason,
+  KeyLimits,
   KeyState,
   KeyStateUpdate,
   KeyUsageSnapshot,
@@ -28,8 +29,8 @@ import {
 import { hasWindowTotals } from './schema.js';
 import { sqliteHotPath } from './sqlite-hot-path.js';
 
-/** A key's consumption as the reservation checks see it. */
-interface Consumption {
+/** A key's (or a group's) consumption as the reservation checks see it. */
+export interface Consumption {
   windowRequests: number;
   windowTokens: number;
   /** Stamp of the oldest stamped entry still in the window (entries in flight have none). */
@@ -38,6 +39,13 @@ interface Consumption {
   dayTokens: number;
   monthCostUsd: number;
 }
+
+/** The ids a lease charged: its key, and its group when it has one. */
+export const chargedIds = (lease: LeaseRecord): string[] =>
+  lease.sharedId === undefined ? [lease.keyId] : [lease.keyId, lease.sharedId];
+
+/** Ids in code-unit order, as `Array.prototype.sort` puts them. */
+const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 const emptyConsumption = (): Consumption => ({
   windowRequests: 0,
@@ -159,14 +167,20 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
     return byKey;
   }
 
-  /** Adds to the day and month counters of a key, creating them on first use. */
+  /**
+   * Adds to the day and month counters of keys (a key and its group), creating them on first use.
+   * Rows go in primary-key order, the order a settle's update locks them in, so the two never
+   * deadlock (MySQL locks each row as it inserts it).
+   */
   function countersUpsert(
-    keyId: string,
+    keyIds: readonly string[],
     windows: readonly string[],
     add: { requests: number; tokens: number; costUsd: number },
   ) {
+    const rows = keyIds.flatMap((keyId) => windows.map((window) => [keyId, window] as const));
+    rows.sort(([k1, w1], [k2, w2]) => compare(k1, k2) || compare(w1, w2));
     const values = sql.join(
-      windows.map((w) => sql`(${keyId}, ${w}, ${add.requests}, ${add.tokens}, ${add.costUsd})`),
+      rows.map(([keyId, w]) => sql`(${keyId}, ${w}, ${add.requests}, ${add.tokens}, ${add.costUsd})`),
     );
     const table = ctx.ref('counters');
     const columns = sql`(key_id, window_id, requests, tokens, cost_usd)`;
@@ -178,19 +192,22 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
       requests = c.requests + excluded.requests, tokens = c.tokens + excluded.tokens, cost_usd = c.cost_usd + excluded.cost_usd`;
   }
 
-  /** Window entry (unstamped: in flight), day/month counters, lease and (for a probe) the breaker's probe slot (MySQL, SQLite). */
+  /**
+   * Window entries (unstamped: in flight), day/month counters, lease and (for a probe) the
+   * breaker's probe slot (MySQL, SQLite); the key's and, for a lease with `sharedId`, its group's.
+   */
   async function recordReservation(tx: AnyKysely, lease: LeaseRecord, now: number): Promise<void> {
-    const entry = {
+    const entries = chargedIds(lease).map((keyId) => ({
       lease_id: lease.id,
-      key_id: lease.keyId,
+      key_id: keyId,
       reserved_at: lease.reservedAt,
       tokens: lease.estimatedTokens,
       stamp: null,
-    };
+    }));
     const add = { requests: 1, tokens: lease.estimatedTokens, costUsd: lease.estimatedCostUsd };
     const probe = { breaker: 'half-open', probe_lease_id: lease.id, updated_at: now };
-    await tx.insertInto(t('window_entries')).values(entry).execute();
-    await countersUpsert(lease.keyId, [lease.day, lease.month], add).execute(tx);
+    await tx.insertInto(t('window_entries')).values(entries).execute();
+    await countersUpsert(chargedIds(lease), [lease.day, lease.month], add).execute(tx);
     await tx.insertInto(t('leases')).values(leaseToRow(lease)).execute();
     if (lease.isProbe)
       await tx.updateTable(t('key_state')).set(probe).where('key_id', '=', lease.keyId).execute();
@@ -261,15 +278,19 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
     async reserve(request: ReserveRequest): Promise<ReserveResult> {
       if (pg) return pg.reserve(request);
       if (sq) return sq.reserve(request);
-      const ids = [...new Set(request.candidates.map((c) => c.keyId))].sort();
-      if (ids.length === 0) return { ok: false, retryAfterMs: null, reasons: {} };
+      if (request.candidates.length === 0) return { ok: false, retryAfterMs: null, reasons: {} };
+      // Groups lock with the keys, in the same order: a group's state row is its lock.
+      const ids = [
+        ...new Set(request.candidates.flatMap((c) => (c.shared ? [c.keyId, c.shared.id] : [c.keyId]))),
+      ].sort();
+      const limits = request.candidates.flatMap((c) => (c.shared ? [c.limits, c.shared.limits] : [c.limits]));
       const parts = {
-        window: request.candidates.some((c) => c.limits.rpm !== undefined || c.limits.tpm !== undefined),
-        counters: request.candidates.some(
-          (c) =>
-            c.limits.requestsPerDay !== undefined ||
-            c.limits.tokensPerDay !== undefined ||
-            c.limits.monthlyBudgetUsd !== undefined,
+        window: limits.some((l) => l.rpm !== undefined || l.tpm !== undefined),
+        counters: limits.some(
+          (l) =>
+            l.requestsPerDay !== undefined ||
+            l.tokensPerDay !== undefined ||
+            l.monthlyBudgetUsd !== undefined,
         ),
       };
       return hotTransaction(async (tx) => {
@@ -281,12 +302,17 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
         for (const candidate of request.candidates) {
           if (reasons[candidate.keyId]) continue;
           const state = states.get(candidate.keyId) ?? defaultState(candidate.keyId);
-          const verdict = check(
+          let verdict = check(
             candidate,
             state,
             consumption.get(candidate.keyId) ?? emptyConsumption(),
             request,
           );
+          // The group's limits only once the key passes: a refusal names the key's own reason first.
+          if (verdict.ok && candidate.shared) {
+            const { id, limits } = candidate.shared;
+            verdict = checkLimits(limits, consumption.get(id) ?? emptyConsumption(), request) ?? verdict;
+          }
           if (verdict.ok) {
             const lease: LeaseRecord = {
               id: request.leaseId,
@@ -300,9 +326,10 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
               isProbe: verdict.isProbe,
             };
             if (request.model !== undefined) lease.model = request.model;
+            if (candidate.shared) lease.sharedId = candidate.shared.id;
             if (request.meta !== undefined) lease.meta = request.meta;
             await recordReservation(tx, lease, request.now);
-            if (tsTotals) await refreshTotals(tx, [lease.keyId], request.now);
+            if (tsTotals) await refreshTotals(tx, chargedIds(lease), request.now);
             return { ok: true, lease };
           }
           reasons[candidate.keyId] = verdict.reason;
@@ -345,8 +372,14 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
           const entry = isExpired
             ? { stamp: lease.expiresAt, tokens: lease.estimatedTokens }
             : { stamp: settledStamp(lease, settlement), tokens: settlement.tokens };
-          await tx.updateTable(t('window_entries')).set(entry).where('lease_id', '=', leaseId).execute();
-          if (tsTotals) await refreshTotals(tx, [lease.keyId], settlement.now);
+          // The whole primary key: MySQL then locks the rows alone, not the gaps beside them.
+          await tx
+            .updateTable(t('window_entries'))
+            .set(entry)
+            .where('lease_id', '=', leaseId)
+            .where('key_id', 'in', chargedIds(lease))
+            .execute();
+          if (tsTotals) await refreshTotals(tx, chargedIds(lease), settlement.now);
         }
         if (!isExpired) {
           await tx
@@ -355,7 +388,7 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
               tokens: sql`tokens + ${settlement.tokens - lease.estimatedTokens}`,
               cost_usd: sql`cost_usd + ${settlement.costUsd - lease.estimatedCostUsd}`,
             })
-            .where('key_id', '=', lease.keyId)
+            .where('key_id', 'in', chargedIds(lease))
             .where('window_id', 'in', [lease.day, lease.month])
             .execute();
         }
@@ -410,12 +443,7 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
               }))
               .where('lease_id', 'in', ids)
               .execute();
-            if (tsTotals)
-              await refreshTotals(
-                tx,
-                expired.map((l) => l.keyId),
-                now,
-              );
+            if (tsTotals) await refreshTotals(tx, expired.flatMap(chargedIds), now);
             return expired;
           });
       if (now - lastPurgeAt >= 60_000) await purgeOld(now);
@@ -501,14 +529,20 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
       if (keyIds.length === 0) return [];
       const ids = [...new Set(keyIds)];
       const consumption = await readConsumption(ctx.db, ids, query, { window: true, counters: true });
-      const inFlight = await ctx.db
-        .selectFrom(t('leases'))
-        .select(['key_id', sql<string>`count(*)`.as('n')])
-        .where('key_id', 'in', ids)
-        .where('status', '=', 'active')
-        .groupBy('key_id')
-        .execute();
-      const inFlightByKey = new Map(inFlight.map((r) => [String(r.key_id), num(r.n)]));
+      // A group's leases in flight are those charged to it (shared_id); a key's, its own.
+      const activeBy = (column: 'key_id' | 'shared_id') =>
+        ctx.db
+          .selectFrom(t('leases'))
+          .select([sql.ref(column).as('id'), sql<string>`count(*)`.as('n')])
+          .where(column, 'in', ids)
+          .where('status', '=', 'active')
+          .groupBy(column);
+      const inFlight = await activeBy('key_id').unionAll(activeBy('shared_id')).execute();
+      const inFlightByKey = new Map<string, number>();
+      for (const r of inFlight) {
+        const id = String(r.id);
+        inFlightByKey.set(id, (inFlightByKey.get(id) ?? 0) + num(r.n));
+      }
       return keyIds.map((keyId) => {
         const c = consumption.get(keyId) ?? emptyConsumption();
         return {
@@ -525,9 +559,13 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
   };
 }
 
-type Verdict =
-  | { ok: true; isProbe: boolean }
-  | { ok: false; reason: IneligibleReason; retryAt: number | null };
+type Refusal = { ok: false; reason: IneligibleReason; retryAt: number | null };
+type Verdict = { ok: true; isProbe: boolean } | Refusal;
+const refuse = (reason: IneligibleReason, retryAt: number | null): Refusal => ({
+  ok: false,
+  reason,
+  retryAt,
+});
 
 /** The documented checks, in the documented order; the first that fails is the reason. */
 export function check(
@@ -537,17 +575,16 @@ export function check(
   request: ReserveRequest,
 ): Verdict {
   const { now } = request;
-  const no = (reason: IneligibleReason, retryAt: number | null): Verdict => ({ ok: false, reason, retryAt });
-  if (state.invalidSince !== undefined) return no('invalid', null);
+  if (state.invalidSince !== undefined) return refuse('invalid', null);
   if (state.exhaustedUntil !== undefined && state.exhaustedUntil > now)
-    return no('exhausted', state.exhaustedUntil);
+    return refuse('exhausted', state.exhaustedUntil);
   // A last resort (ignoreCooldown) passes cooldowns, nothing else.
   const isCooldownHard = request.ignoreCooldown !== true;
   if (isCooldownHard && state.coolingUntil !== undefined && state.coolingUntil > now) {
-    return no('cooling', state.coolingUntil);
+    return refuse('cooling', state.coolingUntil);
   }
   const blockedUntil = request.model === undefined ? undefined : state.blockedModels?.[request.model];
-  if (blockedUntil !== undefined && blockedUntil > now) return no('model-blocked', blockedUntil);
+  if (blockedUntil !== undefined && blockedUntil > now) return refuse('model-blocked', blockedUntil);
   let isProbe = false;
   if (
     isCooldownHard &&
@@ -555,32 +592,44 @@ export function check(
     state.breakerOpenUntil !== undefined &&
     state.breakerOpenUntil > now
   ) {
-    return no('breaker-open', state.breakerOpenUntil);
+    return refuse('breaker-open', state.breakerOpenUntil);
   }
   if (state.breaker === 'open' || state.breaker === 'half-open') {
-    if (state.probeLeaseId !== undefined) return no('probe-in-flight', null);
+    if (state.probeLeaseId !== undefined) return refuse('probe-in-flight', null);
     isProbe = true;
   }
-  const { limits } = candidate;
+  return checkLimits(candidate.limits, used, request) ?? { ok: true, isProbe };
+}
+
+/**
+ * The limit checks of `check`, in its order: a key's after its state, and a candidate's group's
+ * (`ReserveCandidate.shared`, which has no state) after its key's.
+ */
+export function checkLimits(
+  limits: KeyLimits,
+  used: Consumption,
+  request: ReserveRequest,
+): Refusal | undefined {
+  const { now } = request;
   // The oldest stamped entry leaves first; entries in flight leave no sooner than a window from now.
   const windowFreesAt = (used.oldestStamp ?? now) + request.windowMs;
-  if (limits.rpm !== undefined && used.windowRequests + 1 > limits.rpm) return no('rpm', windowFreesAt);
+  if (limits.rpm !== undefined && used.windowRequests + 1 > limits.rpm) return refuse('rpm', windowFreesAt);
   if (limits.tpm !== undefined && used.windowTokens + request.estimatedTokens > limits.tpm) {
-    return no('tpm', request.estimatedTokens > limits.tpm ? null : windowFreesAt);
+    return refuse('tpm', request.estimatedTokens > limits.tpm ? null : windowFreesAt);
   }
   if (limits.requestsPerDay !== undefined && used.dayRequests + 1 > limits.requestsPerDay) {
-    return no('requests-per-day', request.dayEndsAt);
+    return refuse('requests-per-day', request.dayEndsAt);
   }
   if (limits.tokensPerDay !== undefined && used.dayTokens + request.estimatedTokens > limits.tokensPerDay) {
-    return no('tokens-per-day', request.dayEndsAt);
+    return refuse('tokens-per-day', request.dayEndsAt);
   }
   if (
     limits.monthlyBudgetUsd !== undefined &&
     used.monthCostUsd + request.estimatedCostUsd > limits.monthlyBudgetUsd
   ) {
-    return no('monthly-budget', request.monthEndsAt);
+    return refuse('monthly-budget', request.monthEndsAt);
   }
-  return { ok: true, isProbe };
+  return undefined;
 }
 
 /**

@@ -63,6 +63,8 @@ describe.skipIf(!isUp)('sql:postgres functions vs SQLite hot path vs the TypeScr
     try {
       const random = prng(options.seed);
       const limits = { rpm: 4, tpm: 3000, requestsPerDay: 60, tokensPerDay: 45_000 };
+      // a and b are keys of one organization, whose limits bind before theirs do now and then.
+      const org = { id: 'org:o', limits: { rpm: 6, tpm: 4500, requestsPerDay: 80, tokensPerDay: 60_000 } };
       let now = Date.UTC(2026, 0, 15, 12);
       const reservedAt = new Map<string, number>();
       const seen = new Set<string>();
@@ -76,7 +78,9 @@ describe.skipIf(!isUp)('sql:postgres functions vs SQLite hot path vs the TypeScr
           const order = ['a', 'b', 'c'].sort(() => random() - 0.5);
           const request: ReserveRequest = {
             leaseId: `l${step}`,
-            candidates: order.map((keyId) => ({ keyId, limits })),
+            candidates: order.map((keyId) =>
+              keyId !== 'c' && random() < 0.7 ? { keyId, limits, shared: org } : { keyId, limits },
+            ),
             estimatedTokens: 100 + Math.floor(random() * 1400),
             estimatedCostUsd: 0,
             now,
@@ -127,13 +131,14 @@ describe.skipIf(!isUp)('sql:postgres functions vs SQLite hot path vs the TypeScr
       );
       expect([...seen].some((reason) => reason.endsWith('-per-day'))).toBe(true);
       const query = { now, windowMs: 1000, day: '2026-01-15', month: '2026-01' };
-      await same(-1, (store) => store.usageSnapshot(['a', 'b', 'c'], query));
+      await same(-1, (store) => store.usageSnapshot(['a', 'b', 'c', org.id], query));
       // Both SQL paths stamped every entry alike.
       const entries = (db: AnyKysely, table: string) =>
         db
           .selectFrom(table)
           .select(['lease_id', 'key_id', 'stamp', 'tokens'])
           .orderBy('lease_id')
+          .orderBy('key_id')
           .execute()
           .then((rows) =>
             rows.map((r) => ({
@@ -159,6 +164,7 @@ describe.skipIf(!isUp)('sql:postgres functions vs SQLite hot path vs the TypeScr
         ['a', 0],
         ['b', 0],
         ['c', 0],
+        [org.id, 0],
       ]);
       // Same on both SQLite paths (the TypeScript one rebuilds its totals, the hot path moves them).
       for (const store of [reference, typescriptPath]) {
@@ -173,6 +179,7 @@ describe.skipIf(!isUp)('sql:postgres functions vs SQLite hot path vs the TypeScr
           ['a', 0],
           ['b', 0],
           ['c', 0],
+          [org.id, 0],
         ]);
       }
     } finally {
@@ -181,6 +188,33 @@ describe.skipIf(!isUp)('sql:postgres functions vs SQLite hot path vs the TypeScr
       await ownKysely.destroy();
     }
   }
+
+  // Migration 0009 added a reserve with shared limits beside 0005's: a process not upgraded yet
+  // keeps reserving through the old one, and its leases settle through the new settle.
+  it("0005's reserve stays for processes not upgraded yet", async () => {
+    await run.empty();
+    const store = run.open();
+    const now = Date.UTC(2026, 0, 15, 12);
+    const reserve = sql.id(run.options.schema!, 'keypool_reserve');
+    const { rows } = await sql<{ lease_key_id: string }>`select * from ${reserve}(${'old'}, ${['k']},
+      ${[2]}, ${[null]}, ${[null]}, ${[null]}, ${[null]}, ${null}, ${10}, ${0}, ${now}, ${60_000},
+      ${'2026-01-15'}, ${'2026-01'}, ${now + 3_600_000}, ${now + 86_400_000}, ${60_000}, ${null},
+      ${false}, ${false})`.execute(store.db);
+    expect(rows[0]?.lease_key_id).toBe('k');
+    const lease = await store.getLease('old');
+    expect(lease).toMatchObject({ id: 'old', keyId: 'k', estimatedTokens: 10 });
+    expect(lease).not.toHaveProperty('sharedId');
+    expect(await store.settle('old', { tokens: 4, costUsd: 0, now: now + 10 })).toMatchObject({
+      status: 'settled',
+    });
+    const query = { now: now + 10, windowMs: 60_000, day: '2026-01-15', month: '2026-01' };
+    expect((await store.usageSnapshot(['k'], query))[0]).toMatchObject({
+      requestsInWindow: 1,
+      tokensInWindow: 4,
+      tokensToday: 4,
+      inFlight: 0,
+    });
+  });
 
   it('functions are named with the table prefix, so two prefixes in one schema stay apart', async () => {
     const first = sqlStore({

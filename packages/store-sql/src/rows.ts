@@ -38,6 +38,7 @@ export function keyToRow(k: KeyRecord): Row {
     priority: k.priority,
     weight: k.weight,
     limits: JSON.stringify(k.limits ?? {}),
+    org_limits: json(k.orgLimits),
     models: json(k.models),
     organization: k.organization ?? null,
     project: k.project ?? null,
@@ -69,6 +70,7 @@ export function keyFromRow(r: Row): KeyRecord {
   };
   setIf(k, 'models', parse<string[]>(r.models));
   setIf(k, 'organization', str(r.organization));
+  setIf(k, 'orgLimits', parse<KeyRecord['orgLimits']>(r.org_limits));
   setIf(k, 'project', str(r.project));
   setIf(k, 'account', str(r.account));
   setIf(k, 'baseURL', str(r.base_url));
@@ -217,6 +219,7 @@ export function leaseToRow(l: LeaseRecord): Row {
     day: l.day,
     month: l.month,
     is_probe: l.isProbe ? 1 : 0,
+    shared_id: l.sharedId ?? null,
     meta: json(l.meta),
     status: 'active',
   };
@@ -235,6 +238,7 @@ export function leaseFromRow(r: Row): LeaseRecord {
     isProbe: num(r.is_probe) === 1,
   };
   setIf(l, 'model', str(r.model));
+  setIf(l, 'sharedId', str(r.shared_id));
   setIf(l, 'meta', parse<Record<string, string>>(r.meta));
   return l;
 }

@@ -2,9 +2,10 @@ import { type ExpressionBuilder, sql } from 'kysely';
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
 import type { AnyKysely, SqlDialectName } from './connection.js';
 import { SqlStoreError } from './errors.js';
-import { installPostgresFewerStatements } from './postgres-hot-path.js';
+import { installPostgresSharedLimits } from './postgres-hot-path.js';
 import { installPostgresHotPath0002 } from './postgres-hot-path-0002.js';
 import { installPostgresWindowStamps } from './postgres-hot-path-0003.js';
+import { installPostgresFewerStatements } from './postgres-hot-path-0005.js';
 
 export const tableNames = [
   'keys',
@@ -308,7 +309,62 @@ function migrations(layout: Layout): Record<string, Migration> {
         await (dialect === 'mysql' ? drop.on(t('leases')) : drop).execute();
       },
     },
+    // Shared limits (ReserveCandidate.shared: an upstream organization's limits, kept as hot state
+    // under the group's id beside its keys'): a lease records the group it also charged, and a
+    // window entry is per lease and charged id, so a lease may hold one for its key and one for
+    // its group. Keys keep their organization's limits (KeyRecord.orgLimits).
+    '0009_shared_limits': {
+      async up(db: AnyKysely) {
+        const s = layout.schema ? db.schema.withSchema(layout.schema) : db.schema;
+        await s.alterTable(t('leases')).addColumn('shared_id', id).execute();
+        await s.alterTable(t('keys')).addColumn('org_limits', 'text').execute();
+        await widenEntriesKey(db, layout);
+        if (dialect === 'postgres') await installPostgresSharedLimits(db, layout);
+      },
+    },
   };
+}
+
+/** Migration 0009: window_entries' primary key becomes (lease_id, key_id), in each dialect's words. */
+async function widenEntriesKey(db: AnyKysely, layout: Layout): Promise<void> {
+  const { dialect, prefix } = layout;
+  const name = `${prefix}window_entries`;
+  const entries = sql.table(layout.schema ? `${layout.schema}.${name}` : name);
+  if (dialect === 'mysql') {
+    await sql`alter table ${entries} drop primary key, add primary key (lease_id, key_id)`.execute(db);
+  } else if (dialect === 'postgres') {
+    // The constraint was named by PostgreSQL (truncated for long prefixes): ask for the name, keep it.
+    const quoted = (part: string) => `"${part.replace(/"/g, '""')}"`;
+    const table = layout.schema ? `${quoted(layout.schema)}.${quoted(name)}` : quoted(name);
+    const { rows } = await sql<{ name: string }>`select conname as name from pg_constraint
+      where conrelid = to_regclass(${table}) and contype = 'p'`.execute(db);
+    const pk = sql.id(rows[0]!.name);
+    await sql`alter table ${entries} drop constraint ${pk}, add constraint ${pk} primary key (lease_id, key_id)`.execute(
+      db,
+    );
+  } else {
+    // SQLite cannot change a primary key: the table is rebuilt (its indexes with it), as one
+    // transaction so a failure leaves the old table whole. Without rowid, the key is the table
+    // itself: one b-tree fewer to write per entry.
+    const built = sql.table(`${name}_0009`);
+    await sql`savepoint keypool_0009`.execute(db);
+    try {
+      await sql`create table ${built} (lease_id varchar(255) not null, key_id varchar(255) not null,
+        reserved_at bigint not null, tokens bigint not null, stamp bigint,
+        primary key (lease_id, key_id)) without rowid`.execute(db);
+      await sql`insert into ${built} (lease_id, key_id, reserved_at, tokens, stamp)
+        select lease_id, key_id, reserved_at, tokens, stamp from ${entries}`.execute(db);
+      await sql`drop table ${entries}`.execute(db);
+      await sql`alter table ${built} rename to ${sql.id(name)}`.execute(db);
+      await sql`create index ${sql.id(`${name}_key_stamp`)} on ${entries} (key_id, stamp)`.execute(db);
+      await sql`create index ${sql.id(`${name}_stamp`)} on ${entries} (stamp)`.execute(db);
+      await sql`release keypool_0009`.execute(db);
+    } catch (error) {
+      await sql`rollback to keypool_0009`.execute(db);
+      await sql`release keypool_0009`.execute(db);
+      throw error;
+    }
+  }
 }
 
 function migrator(db: AnyKysely, layout: Layout): Migrator {

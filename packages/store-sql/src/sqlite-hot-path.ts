@@ -1,6 +1,7 @@
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import type {
   IneligibleReason,
+  KeyLimits,
   LeaseRecord,
   ReserveRequest,
   ReserveResult,
@@ -8,7 +9,7 @@ import type {
   SettleResult,
 } from '@keypool/spec';
 import { isTransient, type SqlContext } from './context.js';
-import { check, settledStamp } from './hot-state.js';
+import { type Consumption, chargedIds, check, checkLimits, settledStamp } from './hot-state.js';
 import { defaultState, leaseFromRow, leaseToRow, type Row, stateFromRow, usageToRow } from './rows.js';
 import { sqliteMinFloor, type TableName } from './schema.js';
 
@@ -207,7 +208,9 @@ export function sqliteHotPath(ctx: SqlContext, open: () => Promise<DatabaseSync>
     return { exists: row !== undefined, was, next, counted };
   }
 
-  function writeFloor(keyId: string, w: ReturnType<typeof readWindow>): void {
+  type Window = ReturnType<typeof readWindow>;
+
+  function writeFloor(keyId: string, w: Window): void {
     if (!w.exists || w.next.floor === w.was.floor) return;
     run(
       `update ${totals} set floor_at = ?, requests = ?, tokens = ? where key_id = ?`,
@@ -218,24 +221,77 @@ export function sqliteHotPath(ctx: SqlContext, open: () => Promise<DatabaseSync>
     );
   }
 
-  /** An entry leaves the in-flight totals and counts as stamped (only above the floor: below, it has left). */
+  /**
+   * A lease's entries (its key's and its group's) leave the in-flight totals and count as
+   * stamped (only above the floor: below, they have left).
+   */
   function stampEntry(lease: LeaseRecord, stamp: number, tokens: number): void {
-    run(
-      `update ${totals} set inflight_requests = inflight_requests - 1, inflight_tokens = inflight_tokens - ?,
-        requests = requests + (case when ? > floor_at then 1 else 0 end),
-        tokens = tokens + (case when ? > floor_at then ? else 0 end)
-        where key_id = ?`,
-      lease.estimatedTokens,
-      stamp,
-      stamp,
-      tokens,
-      lease.keyId,
-    );
+    for (const keyId of chargedIds(lease)) {
+      run(
+        `update ${totals} set inflight_requests = inflight_requests - 1, inflight_tokens = inflight_tokens - ?,
+          requests = requests + (case when ? > floor_at then 1 else 0 end),
+          tokens = tokens + (case when ? > floor_at then ? else 0 end)
+          where key_id = ?`,
+        lease.estimatedTokens,
+        stamp,
+        stamp,
+        tokens,
+        keyId,
+      );
+    }
     run(`update ${entries} set stamp = ?, tokens = ? where lease_id = ?`, stamp, tokens, lease.id);
   }
 
   function freeProbeSlot(leaseId: string): void {
     run(`update ${states} set probe_lease_id = null where probe_lease_id = ?`, leaseId);
+  }
+
+  /**
+   * What `check` reads of a key's (or a group's) hot state: its window (only for rpm or tpm; the
+   * oldest stamp only when it is full) and its day and month counters (only for their limits).
+   */
+  function readUsage(id: string, limits: KeyLimits, request: ReserveRequest, cutoff: number) {
+    const hasWindow = limits.rpm !== undefined || limits.tpm !== undefined;
+    const window = hasWindow ? readWindow(id, cutoff) : undefined;
+    const used: Consumption = {
+      windowRequests: window?.counted.requests ?? 0,
+      windowTokens: window?.counted.tokens ?? 0,
+      oldestStamp: undefined,
+      dayRequests: 0,
+      dayTokens: 0,
+      monthCostUsd: 0,
+    };
+    if (window) {
+      const isFull =
+        (limits.rpm !== undefined && used.windowRequests + 1 > limits.rpm) ||
+        (limits.tpm !== undefined && used.windowTokens + request.estimatedTokens > limits.tpm);
+      // Only a refusal needs the oldest stamp (when the window frees up): an index seek.
+      if (isFull) {
+        const oldest = get(
+          `select min(stamp) as s from ${entries} where key_id = ? and stamp > ?`,
+          id,
+          cutoff,
+        );
+        if (oldest?.s !== null && oldest?.s !== undefined) used.oldestStamp = Number(oldest.s);
+      }
+    }
+    if (
+      limits.requestsPerDay !== undefined ||
+      limits.tokensPerDay !== undefined ||
+      limits.monthlyBudgetUsd !== undefined
+    ) {
+      const rows = stmt(
+        `select window_id, requests, tokens, cost_usd from ${counters} where key_id = ? and window_id in (?, ?)`,
+      ).all(id, request.day, request.month) as Row[];
+      for (const r of rows) {
+        if (r.window_id === request.day) {
+          used.dayRequests = Number(r.requests);
+          used.dayTokens = Number(r.tokens);
+        }
+        if (r.window_id === request.month) used.monthCostUsd = Number(r.cost_usd);
+      }
+    }
+    return { window, used };
   }
 
   function reserveNow(request: ReserveRequest): ReserveResult {
@@ -255,48 +311,16 @@ export function sqliteHotPath(ctx: SqlContext, open: () => Promise<DatabaseSync>
         );
       }
       const state = row ? stateFromRow(row) : defaultState(keyId);
-      const { limits } = candidate;
-      const hasWindow = limits.rpm !== undefined || limits.tpm !== undefined;
-      const window = hasWindow ? readWindow(keyId, cutoff) : undefined;
-      const used = {
-        windowRequests: window?.counted.requests ?? 0,
-        windowTokens: window?.counted.tokens ?? 0,
-        oldestStamp: undefined as number | undefined,
-        dayRequests: 0,
-        dayTokens: 0,
-        monthCostUsd: 0,
-      };
-      if (window) {
-        const isFull =
-          (limits.rpm !== undefined && used.windowRequests + 1 > limits.rpm) ||
-          (limits.tpm !== undefined && used.windowTokens + request.estimatedTokens > limits.tpm);
-        // Only a refusal needs the oldest stamp (when the window frees up): an index seek.
-        if (isFull) {
-          const oldest = get(
-            `select min(stamp) as s from ${entries} where key_id = ? and stamp > ?`,
-            keyId,
-            cutoff,
-          );
-          if (oldest?.s !== null && oldest?.s !== undefined) used.oldestStamp = Number(oldest.s);
-        }
+      const key = readUsage(keyId, candidate.limits, request, cutoff);
+      let verdict = check(candidate, state, key.used, request);
+      // The group's limits only once the key passes: a refusal names the key's own reason first.
+      let group: { id: string; window: Window | undefined } | undefined;
+      if (verdict.ok && candidate.shared) {
+        const { id, limits } = candidate.shared;
+        const usage = readUsage(id, limits, request, cutoff);
+        group = { id, window: usage.window };
+        verdict = checkLimits(limits, usage.used, request) ?? verdict;
       }
-      if (
-        limits.requestsPerDay !== undefined ||
-        limits.tokensPerDay !== undefined ||
-        limits.monthlyBudgetUsd !== undefined
-      ) {
-        const rows = stmt(
-          `select window_id, requests, tokens, cost_usd from ${counters} where key_id = ? and window_id in (?, ?)`,
-        ).all(keyId, request.day, request.month) as Row[];
-        for (const r of rows) {
-          if (r.window_id === request.day) {
-            used.dayRequests = Number(r.requests);
-            used.dayTokens = Number(r.tokens);
-          }
-          if (r.window_id === request.month) used.monthCostUsd = Number(r.cost_usd);
-        }
-      }
-      const verdict = check(candidate, state, used, request);
       if (verdict.ok) {
         const lease: LeaseRecord = {
           id: request.leaseId,
@@ -310,11 +334,13 @@ export function sqliteHotPath(ctx: SqlContext, open: () => Promise<DatabaseSync>
           isProbe: verdict.isProbe,
         };
         if (request.model !== undefined) lease.model = request.model;
+        if (group) lease.sharedId = group.id;
         if (request.meta !== undefined) lease.meta = request.meta;
-        recordReservation(lease, window);
+        recordReservation(lease, key.window, group?.window);
         return { ok: true, lease };
       }
-      if (window) writeFloor(keyId, window);
+      if (key.window) writeFloor(keyId, key.window);
+      if (group?.window) writeFloor(group.id, group.window);
       reasons[keyId] = verdict.reason;
       let at = verdict.retryAt;
       // Rare: a probe in flight recovers when its lease expires.
@@ -330,9 +356,8 @@ export function sqliteHotPath(ctx: SqlContext, open: () => Promise<DatabaseSync>
     return { ok: false, retryAfterMs: retryAt === null ? null : Math.max(0, retryAt - now), reasons };
   }
 
-  /** Totals (one more in flight), the unstamped entry, day/month counters, lease, probe slot. */
-  function recordReservation(lease: LeaseRecord, window: ReturnType<typeof readWindow> | undefined): void {
-    const { keyId, estimatedTokens: tokens, estimatedCostUsd: cost } = lease;
+  /** One more in flight on a key's (or a group's) totals, with the floor its window read moved. */
+  function chargeTotals(keyId: string, window: Window | undefined, tokens: number): void {
     if (window?.exists) {
       run(
         `update ${totals} set floor_at = ?, requests = ?, tokens = ?, inflight_requests = ?, inflight_tokens = ?
@@ -354,26 +379,38 @@ export function sqliteHotPath(ctx: SqlContext, open: () => Promise<DatabaseSync>
         tokens,
       );
     }
-    run(
-      `insert into ${entries} (lease_id, key_id, reserved_at, tokens, stamp) values (?, ?, ?, ?, null)`,
-      lease.id,
-      keyId,
-      lease.reservedAt,
-      tokens,
-    );
-    run(
-      `insert into ${counters} as c (key_id, window_id, requests, tokens, cost_usd) values (?, ?, 1, ?, ?), (?, ?, 1, ?, ?)
-        on conflict (key_id, window_id) do update set requests = c.requests + excluded.requests,
-          tokens = c.tokens + excluded.tokens, cost_usd = c.cost_usd + excluded.cost_usd`,
-      keyId,
-      lease.day,
-      tokens,
-      cost,
-      keyId,
-      lease.month,
-      tokens,
-      cost,
-    );
+  }
+
+  /** Totals (one more in flight), the unstamped entry and day/month counters of the key and its group, lease, probe slot. */
+  function recordReservation(
+    lease: LeaseRecord,
+    window: Window | undefined,
+    groupWindow: Window | undefined,
+  ): void {
+    const { estimatedTokens: tokens, estimatedCostUsd: cost } = lease;
+    for (const keyId of chargedIds(lease)) {
+      chargeTotals(keyId, keyId === lease.keyId ? window : groupWindow, tokens);
+      run(
+        `insert into ${entries} (lease_id, key_id, reserved_at, tokens, stamp) values (?, ?, ?, ?, null)`,
+        lease.id,
+        keyId,
+        lease.reservedAt,
+        tokens,
+      );
+      run(
+        `insert into ${counters} as c (key_id, window_id, requests, tokens, cost_usd) values (?, ?, 1, ?, ?), (?, ?, 1, ?, ?)
+          on conflict (key_id, window_id) do update set requests = c.requests + excluded.requests,
+            tokens = c.tokens + excluded.tokens, cost_usd = c.cost_usd + excluded.cost_usd`,
+        keyId,
+        lease.day,
+        tokens,
+        cost,
+        keyId,
+        lease.month,
+        tokens,
+        cost,
+      );
+    }
     const row = leaseToRow(lease);
     run(
       `insert into ${leases} (${leaseColumns.join(', ')}) values (${leaseColumns.map(() => '?').join(', ')})`,
@@ -384,7 +421,7 @@ export function sqliteHotPath(ctx: SqlContext, open: () => Promise<DatabaseSync>
         `update ${states} set breaker = 'half-open', probe_lease_id = ?, updated_at = ? where key_id = ?`,
         lease.id,
         lease.reservedAt,
-        keyId,
+        lease.keyId,
       );
     }
   }
@@ -405,14 +442,16 @@ export function sqliteHotPath(ctx: SqlContext, open: () => Promise<DatabaseSync>
       else stampEntry(lease, settledStamp(lease, settlement), settlement.tokens);
     }
     if (!isExpired) {
-      run(
-        `update ${counters} set tokens = tokens + ?, cost_usd = cost_usd + ? where key_id = ? and window_id in (?, ?)`,
-        settlement.tokens - lease.estimatedTokens,
-        settlement.costUsd - lease.estimatedCostUsd,
-        lease.keyId,
-        lease.day,
-        lease.month,
-      );
+      for (const keyId of chargedIds(lease)) {
+        run(
+          `update ${counters} set tokens = tokens + ?, cost_usd = cost_usd + ? where key_id = ? and window_id in (?, ?)`,
+          settlement.tokens - lease.estimatedTokens,
+          settlement.costUsd - lease.estimatedCostUsd,
+          keyId,
+          lease.day,
+          lease.month,
+        );
+      }
     }
     // Same transaction as the lease claim: the record lands once, with the settlement or not at all.
     if (settlement.usage) {

@@ -69,6 +69,7 @@ for (const dialect of DIALECTS) {
         '0006_usage_fewer_indexes',
         '0007_probe_claims',
         '0008_leases_fewer_indexes',
+        '0009_shared_limits',
       ]);
       expect(await migrate(run.options)).toEqual([]);
       const store = run.open();
@@ -110,6 +111,33 @@ for (const dialect of DIALECTS) {
       expect(dump).toContain(record.sealedSecret); // the dump does hold the key row…
       expect(dump).not.toContain(secret); // …but never the secret
       expect(dump).not.toContain(secret.slice(8));
+    });
+
+    it("keeps a key's organization limits (orgLimits, migration 0009); absent stays absent", async () => {
+      const store = run.open({ migrate: true });
+      await store.init!();
+      const record: KeyRecord = {
+        id: 'k-org',
+        alias: 'org',
+        provider: 'openai',
+        sealedSecret: 'sealed',
+        masterKeyId: 'm1',
+        fingerprint: 'fp-org',
+        maskedSecret: 'sk-…org',
+        priority: 0,
+        weight: 1,
+        limits: { rpm: 5 },
+        organization: 'org-1',
+        orgLimits: { rpm: 50, monthlyBudgetUsd: 100 },
+        enabled: true,
+        createdAt: T0,
+        updatedAt: T0,
+      };
+      await store.putKey(record);
+      expect(await store.getKey('k-org')).toStrictEqual(record);
+      const { orgLimits: _, ...without } = record;
+      await store.putKey(without);
+      expect(await store.getKey('k-org')).toStrictEqual(without);
     });
   });
 }

@@ -98,7 +98,7 @@ for (const dialect of DIALECTS) {
         .execute();
 
       // 0004 then builds SQLite's running totals from the converted entries; 0005 replaces PostgreSQL's
-      // functions (each a no-op elsewhere).
+      // functions (each a no-op elsewhere); 0009 carries the entries over to a wider primary key.
       expect(await runMigrations(old.db, layout)).toEqual([
         '0003_window_stamps',
         '0004_sqlite_window_totals',
@@ -106,6 +106,7 @@ for (const dialect of DIALECTS) {
         '0006_usage_fewer_indexes',
         '0007_probe_claims',
         '0008_leases_fewer_indexes',
+        '0009_shared_limits',
       ]);
       const store = run.open();
       await store.init!();
