@@ -172,18 +172,8 @@ function readGeneric(env: Env, variable: string, rawSecret: string): Found {
   const weight = readNumber(env, name('WEIGHT'), 'number');
   if (weight !== undefined) spec.weight = weight;
 
-  const limits: KeyLimits = {};
-  const rpm = readNumber(env, name('RPM'), 'positive-integer');
-  const tpm = readNumber(env, name('TPM'), 'positive-integer');
-  const requestsPerDay = readNumber(env, name('RPD'), 'positive-integer');
-  const tokensPerDay = readNumber(env, name('TPD'), 'positive-integer');
-  const monthlyBudgetUsd = readNumber(env, name('BUDGET_USD'), 'positive-number');
-  if (rpm !== undefined) limits.rpm = rpm;
-  if (tpm !== undefined) limits.tpm = tpm;
-  if (requestsPerDay !== undefined) limits.requestsPerDay = requestsPerDay;
-  if (tokensPerDay !== undefined) limits.tokensPerDay = tokensPerDay;
-  if (monthlyBudgetUsd !== undefined) limits.monthlyBudgetUsd = monthlyBudgetUsd;
-  if (Object.keys(limits).length > 0) spec.limits = limits;
+  const limits = readLimits(env, name(''));
+  if (limits !== undefined) spec.limits = limits;
 
   const models = read('MODEL');
   if (models !== undefined) {
@@ -192,6 +182,19 @@ function readGeneric(env: Env, variable: string, rawSecret: string): Found {
   }
   const organization = readPlain(env, name('ORG'));
   if (organization !== undefined) spec.organization = organization;
+  const orgLimits = readLimits(env, name('ORG_'));
+  if (orgLimits !== undefined) {
+    if (organization === undefined) {
+      const culprit = LIMIT_SUFFIXES.map((suffix) => name(`ORG_${suffix}`)).find((v) =>
+        Object.hasOwn(env, v),
+      );
+      throw new EnvError(
+        culprit ?? name('ORG'),
+        `is a limit the keys of one organization share, but ${name('ORG')} is not set; add the organization id`,
+      );
+    }
+    spec.orgLimits = orgLimits;
+  }
   const project = readPlain(env, name('PROJECT'));
   if (project !== undefined) spec.project = project;
   const baseURL = readPlain(env, name('BASE_URL'));
@@ -201,6 +204,24 @@ function readGeneric(env: Env, variable: string, rawSecret: string): Found {
     spec.baseURL = baseURL;
   }
   return found;
+}
+
+const LIMIT_SUFFIXES = ['RPM', 'TPM', 'RPD', 'TPD', 'BUDGET_USD'] as const;
+
+/** The limits set by `<prefix>RPM`, `TPM`, `RPD`, `TPD` and `BUDGET_USD`; undefined when none is. */
+function readLimits(env: Env, prefix: string): KeyLimits | undefined {
+  const limits: KeyLimits = {};
+  const rpm = readNumber(env, `${prefix}RPM`, 'positive-integer');
+  const tpm = readNumber(env, `${prefix}TPM`, 'positive-integer');
+  const requestsPerDay = readNumber(env, `${prefix}RPD`, 'positive-integer');
+  const tokensPerDay = readNumber(env, `${prefix}TPD`, 'positive-integer');
+  const monthlyBudgetUsd = readNumber(env, `${prefix}BUDGET_USD`, 'positive-number');
+  if (rpm !== undefined) limits.rpm = rpm;
+  if (tpm !== undefined) limits.tpm = tpm;
+  if (requestsPerDay !== undefined) limits.requestsPerDay = requestsPerDay;
+  if (tokensPerDay !== undefined) limits.tokensPerDay = tokensPerDay;
+  if (monthlyBudgetUsd !== undefined) limits.monthlyBudgetUsd = monthlyBudgetUsd;
+  return Object.keys(limits).length > 0 ? limits : undefined;
 }
 
 /** The variable's value trimmed and unquoted; undefined when absent or empty. */

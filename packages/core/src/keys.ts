@@ -32,16 +32,21 @@ export function validateKeySpec(spec: KeySpec, where: string): void {
   if (spec.weight !== undefined && !(Number.isFinite(spec.weight) && spec.weight >= 0)) {
     fail('weight must be a finite number >= 0');
   }
-  if (spec.limits !== undefined) {
-    if (typeof spec.limits !== 'object' || spec.limits === null) fail('limits must be an object');
-    for (const [name, value] of Object.entries(spec.limits)) {
+  for (const field of ['limits', 'orgLimits'] as const) {
+    const limits = spec[field];
+    if (limits === undefined) continue;
+    if (typeof limits !== 'object' || limits === null) fail(`${field} must be an object`);
+    for (const [name, value] of Object.entries(limits)) {
       if (!LIMIT_FIELDS.includes(name as keyof KeyLimits)) {
-        fail(`limits.${name} is not a known limit (use ${LIMIT_FIELDS.join(', ')})`);
+        fail(`${field}.${name} is not a known limit (use ${LIMIT_FIELDS.join(', ')})`);
       }
       if (value !== undefined && !(typeof value === 'number' && Number.isFinite(value) && value > 0)) {
-        fail(`limits.${name} must be a positive number`);
+        fail(`${field}.${name} must be a positive number`);
       }
     }
+  }
+  if (spec.orgLimits !== undefined && spec.organization === undefined) {
+    fail('orgLimits needs organization: they are the limits the keys of one organization share');
   }
   if (
     spec.models !== undefined &&
@@ -56,7 +61,7 @@ export function validateKeySpec(spec: KeySpec, where: string): void {
   if (spec.baseURL !== undefined && !URL.canParse(spec.baseURL)) fail('baseURL must be an absolute URL');
 }
 
-function cleanLimits(limits: KeyLimits | undefined): KeyLimits {
+export function cleanLimits(limits: KeyLimits | undefined): KeyLimits {
   const out: KeyLimits = {};
   if (limits === undefined) return out;
   for (const name of LIMIT_FIELDS) {
@@ -70,6 +75,7 @@ function cleanLimits(limits: KeyLimits | undefined): KeyLimits {
 function applyOptional(record: KeyRecord, spec: Partial<KeySpec>): void {
   if (spec.models !== undefined) record.models = [...spec.models];
   if (spec.organization !== undefined) record.organization = spec.organization;
+  if (spec.orgLimits !== undefined) record.orgLimits = cleanLimits(spec.orgLimits);
   if (spec.project !== undefined) record.project = spec.project;
   if (spec.account !== undefined) record.account = spec.account;
   if (spec.baseURL !== undefined) record.baseURL = spec.baseURL;
@@ -128,6 +134,7 @@ export function specDiffers(record: KeyRecord, spec: KeySpec): boolean {
     declared.priority !== record.priority ||
     declared.weight !== record.weight ||
     JSON.stringify(declared.limits) !== JSON.stringify(record.limits) ||
+    JSON.stringify(declared.orgLimits) !== JSON.stringify(record.orgLimits) ||
     JSON.stringify(declared.models) !== JSON.stringify(record.models) ||
     declared.organization !== record.organization ||
     declared.project !== record.project ||

@@ -15,12 +15,14 @@ import type {
   KeySpec,
   KeyState,
   KeyStateUpdate,
+  KeyTestResult,
   KeyUsageSnapshot,
   KeyView,
   LastError,
   LastResortReason,
   Lease,
   LeaseRecord,
+  OrgHealth,
   Plugin,
   PoolEventName,
   PoolEvents,
@@ -72,6 +74,7 @@ import {
   type ProbeTarget,
   probeReasons,
   resolveProbeOptions,
+  runProbe,
 } from './probes.js';
 import { builtInStrategyNames, createStrategy } from './strategies.js';
 
@@ -147,6 +150,8 @@ class KeyEntry implements KeyView {
   costUsd = 0;
   state: KeyState;
   usage: KeyUsageSnapshot | undefined;
+  /** Set by `linkOrgs` when the key declares an organization. */
+  org: OrgGroup | undefined;
 
   constructor(record: KeyRecord, secret: string) {
     this.record = record;
@@ -179,6 +184,21 @@ class KeyEntry implements KeyView {
     this.secret = secret;
     this.candidate = { keyId: record.id, limits: record.limits };
   }
+}
+
+/** Keys of one upstream organization: they share its limits and its rate-limit and quota waits. */
+interface OrgGroup {
+  id: string;
+  provider: string;
+  organization: string;
+  members: KeyEntry[];
+  limits: KeyLimits;
+  usage: KeyUsageSnapshot | undefined;
+}
+
+/** The hot-state id of an organization's shared limits. */
+export function orgStateId(provider: string, organization: string): string {
+  return `org:${provider}:${organization}`;
 }
 
 interface Selection {
@@ -673,6 +693,7 @@ class Pool implements KeyPool {
         if (until > now && (state.coolingUntil ?? 0) < until) {
           await this.writeState(entry, { set: { coolingUntil: until }, now });
           this.emitter.emit('key:cooldown', { ...this.keyEvent(entry), until, cooldownMs: until - now });
+          await this.spreadToOrg(entry, 'coolingUntil', until, now);
         }
       }
     }
@@ -700,6 +721,7 @@ class Pool implements KeyPool {
         const until = now + cooldownMs;
         await this.writeState(entry, { set: { coolingUntil: until, lastError }, now });
         this.emitter.emit('key:cooldown', { ...event, until, cooldownMs });
+        await this.spreadToOrg(entry, 'coolingUntil', until, now);
         return;
       }
       case 'quota': {
@@ -707,6 +729,7 @@ class Pool implements KeyPool {
         const until = Math.max(window.dayEndsAt, now + (classification.cooldownMs ?? 0));
         await this.writeState(entry, { set: { exhaustedUntil: until, lastError }, now });
         this.emitter.emit('key:exhausted', { ...event, until });
+        await this.spreadToOrg(entry, 'exhaustedUntil', until, now);
         return;
       }
       case 'auth':
@@ -749,6 +772,30 @@ class Pool implements KeyPool {
         // Caller errors and aborts say nothing about the key.
         return;
     }
+  }
+
+  /**
+   * Upstream rate limits and quotas belong to the organization, not the key: a 429 or a spent
+   * quota on one key puts the organization's other keys out until the same time.
+   */
+  private async spreadToOrg(
+    from: KeyEntry,
+    field: 'coolingUntil' | 'exhaustedUntil',
+    until: number,
+    now: number,
+  ): Promise<void> {
+    this.linkOrgs();
+    const mates = from.org?.members.filter((mate) => mate !== from && (mate.state[field] ?? 0) < until);
+    if (mates === undefined || mates.length === 0) return;
+    await Promise.all(
+      mates.map(async (mate) => {
+        await this.writeState(mate, { set: { [field]: until }, now });
+        const event = { ...this.keyEvent(mate), until, via: from.alias };
+        if (field === 'coolingUntil')
+          this.emitter.emit('key:cooldown', { ...event, cooldownMs: until - now });
+        else this.emitter.emit('key:exhausted', event);
+      }),
+    );
   }
 
   private async writeState(
@@ -908,6 +955,7 @@ class Pool implements KeyPool {
   // -------------------------------------------------------------------------
 
   private candidates(options: AcquireOptions): ReserveCandidate[] {
+    this.linkOrgs();
     const selection = this.tiersFor(options.provider, options.model, options.pool);
     const exclude = options.excludeKeyIds;
     const excluding = exclude !== undefined && exclude.length > 0;
@@ -1068,7 +1116,12 @@ class Pool implements KeyPool {
     this.assertOpen();
     const record = await this.requireKey(id);
     validateKeySpec(
-      { provider: record.provider, secret: patch.secret ?? 'placeholder', ...patch } as KeySpec,
+      {
+        provider: record.provider,
+        secret: patch.secret ?? 'placeholder',
+        ...(record.organization !== undefined && { organization: record.organization }),
+        ...patch,
+      } as KeySpec,
       `key ${record.alias}`,
     );
     const next = patchKeyRecord(record, patch, this.currentMaster(), this.now());
@@ -1094,7 +1147,7 @@ class Pool implements KeyPool {
     if (entry !== undefined) {
       this.entries.delete(id);
       this.breakers.forget(id);
-      this.tierCache.clear();
+      this.keysChanged();
       this.emitter.emit('key:removed', this.keyEvent(entry));
     }
     return removed;
@@ -1169,7 +1222,7 @@ class Pool implements KeyPool {
       this.emitter.emit('key:updated', this.keyEvent(entry));
       this.noteStatusChange(entry, before, this.now());
     }
-    this.tierCache.clear();
+    this.keysChanged();
     this.wakeWaiters();
   }
 
@@ -1236,11 +1289,54 @@ class Pool implements KeyPool {
       if (!seen.has(id)) {
         this.entries.delete(id);
         this.breakers.forget(id);
-        this.tierCache.clear();
+        this.keysChanged();
         this.emitter.emit('key:removed', this.keyEvent(entry));
       }
     }
+    this.keysChanged();
+  }
+
+  /** Key records changed: selection tiers and organizations are rebuilt on next use. */
+  private keysChanged(): void {
     this.tierCache.clear();
+    this.orgsStale = true;
+  }
+
+  private orgsStale = true;
+  private orgs = new Map<string, OrgGroup>();
+
+  /**
+   * Groups keys by organization, with the strictest `orgLimits` any of them declares, and gives
+   * each key its reservation candidate (with the organization's shared limits when it has any).
+   */
+  private linkOrgs(): void {
+    if (!this.orgsStale) return;
+    this.orgsStale = false;
+    const previous = this.orgs;
+    this.orgs = new Map();
+    for (const entry of this.entries.values()) {
+      const { provider, organization, orgLimits } = entry.record;
+      if (organization === undefined) {
+        entry.org = undefined;
+        continue;
+      }
+      const id = orgStateId(provider, organization);
+      let org = this.orgs.get(id);
+      if (org === undefined) {
+        org = { id, provider, organization, members: [], limits: {}, usage: previous.get(id)?.usage };
+        this.orgs.set(id, org);
+      }
+      org.members.push(entry);
+      org.limits = strictest(org.limits, orgLimits);
+      entry.org = org;
+    }
+    for (const entry of this.entries.values()) {
+      const { org, record } = entry;
+      entry.candidate =
+        org !== undefined && Object.keys(org.limits).length > 0
+          ? { keyId: record.id, limits: record.limits, shared: { id: org.id, limits: org.limits } }
+          : { keyId: record.id, limits: record.limits };
+    }
   }
 
   /** Pool membership changes without touching keys (and keysVersion), so it is read on every refresh. */
@@ -1258,19 +1354,25 @@ class Pool implements KeyPool {
   private async refreshStates(): Promise<void> {
     const ids = [...this.entries.keys()];
     if (ids.length === 0) return;
+    this.linkOrgs();
     const now = this.now();
     const window = this.calendar.at(now);
     const [states, usage] = await Promise.all([
       this.store.getKeyStates(ids),
-      this.store.usageSnapshot(ids, { now, windowMs: this.windowMs, day: window.day, month: window.month }),
+      this.store.usageSnapshot([...ids, ...this.orgs.keys()], {
+        now,
+        windowMs: this.windowMs,
+        day: window.day,
+        month: window.month,
+      }),
     ]);
     for (const state of states) {
       const entry = this.entries.get(state.keyId);
       if (entry !== undefined) this.adoptState(entry, state, now);
     }
     for (const snapshot of usage) {
-      const entry = this.entries.get(snapshot.keyId);
-      if (entry !== undefined) entry.usage = snapshot;
+      const holder = this.entries.get(snapshot.keyId) ?? this.orgs.get(snapshot.keyId);
+      if (holder !== undefined) holder.usage = snapshot;
     }
   }
 
@@ -1363,8 +1465,71 @@ class Pool implements KeyPool {
         `recoverKey needs the passing probe's latencyMs, a number of ms >= 0 (got ${String(options.latencyMs)})`,
       );
     }
+    const entry = await this.loadedEntry(id);
+    const reasons = await this.currentProbeReasons(entry);
+    if (reasons.length > 0) await this.recover(entry, reasons, options);
+    return reasons;
+  }
+
+  async testKey(id: string, options: { actor: string; timeoutMs?: number }): Promise<KeyTestResult> {
+    this.assertOpen();
+    const actor = options?.actor;
+    if (!(typeof actor === 'string' && actor.trim() !== '')) {
+      throw new ConfigError(
+        'testKey needs an actor for the audit log (who tests the key), e.g. { actor: "alice" }',
+      );
+    }
+    const timeoutMs = options.timeoutMs ?? 15_000;
+    if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+      throw new ConfigError(
+        `testKey's timeoutMs must be a number of ms > 0 (got ${String(options.timeoutMs)})`,
+      );
+    }
+    const entry = await this.loadedEntry(id);
+    const provider = this.plugins.providers.get(entry.provider);
+    if (provider?.probe === undefined) {
+      throw new KeypoolError(
+        'KEYPOOL_NO_PROBE',
+        `Provider "${entry.provider}" offers no probe; test key ${entry.alias} by using it.`,
+      );
+    }
+    const result = await runProbe(
+      provider,
+      entry.secret,
+      entry.record.baseURL,
+      AbortSignal.timeout(timeoutMs),
+    );
+    const latencyMs = Math.round(result.latencyMs);
+    await this.store.appendAudit({
+      id: this.nextId('aud'),
+      time: this.now(),
+      actor,
+      action: 'key.test',
+      target: entry.id,
+      details: { alias: entry.alias, ok: result.ok, latencyMs },
+    });
+    let recovered: ProbeReason[] = [];
+    if (result.ok) {
+      recovered = await this.currentProbeReasons(entry);
+      if (recovered.length > 0) await this.recover(entry, recovered, { actor, latencyMs: result.latencyMs });
+    }
+    const { outcome } = result;
+    return {
+      ok: result.ok,
+      latencyMs,
+      ...(outcome?.status !== undefined && { status: outcome.status }),
+      ...(outcome?.code !== undefined && { code: outcome.code }),
+      // Upstream messages sometimes quote the key back.
+      ...(outcome?.message !== undefined && {
+        message: outcome.message.split(entry.secret).join('[redacted]'),
+      }),
+      recovered,
+    };
+  }
+
+  /** The key's entry, loading it when another process added it since the last refresh. */
+  private async loadedEntry(id: string): Promise<KeyEntry> {
     const record = await this.requireKey(id);
-    // Added by another process since the last refresh: load it rather than miss it.
     if (!this.entries.has(id)) await this.refresh();
     const entry = this.entries.get(id);
     if (entry === undefined) {
@@ -1373,9 +1538,7 @@ class Pool implements KeyPool {
         `Key ${record.alias} is not in this pool: its secret could not be opened with this pool's master key.`,
       );
     }
-    const reasons = await this.currentProbeReasons(entry);
-    if (reasons.length > 0) await this.recover(entry, reasons, options);
-    return reasons;
+    return entry;
   }
 
   /**
@@ -1479,11 +1642,22 @@ class Pool implements KeyPool {
       if (status === 'healthy') status = 'degraded';
       reasons.push(`store ${this.store.name} degraded: ${this.storeDegraded}`);
     }
+    this.linkOrgs();
+    const orgs: OrgHealth[] = [...this.orgs.values()].map((org) => ({
+      id: org.id,
+      provider: org.provider,
+      organization: org.organization,
+      keyIds: org.members.map((member) => member.id),
+      limits: org.limits,
+      headroom: headroom(org.limits, org.usage),
+      ...(org.usage !== undefined && { usage: org.usage }),
+    }));
     return {
       status,
       reasons,
       store: { name: this.store.name, degraded: this.storeDegraded !== undefined },
       keys,
+      orgs,
       checkedAt: now,
     };
   }
@@ -1625,6 +1799,16 @@ function breakerNow(state: KeyState, now: number) {
   if (state.breaker === 'open' && state.breakerOpenUntil !== undefined && state.breakerOpenUntil <= now)
     return 'half-open';
   return state.breaker;
+}
+
+/** Each limit at the lower of the two values; a limit only one of them sets is kept. */
+function strictest(a: KeyLimits, b: KeyLimits | undefined): KeyLimits {
+  if (b === undefined) return a;
+  const out: KeyLimits = { ...a };
+  for (const [name, value] of Object.entries(b) as Array<[keyof KeyLimits, number | undefined]>) {
+    if (value !== undefined && (out[name] === undefined || value < out[name])) out[name] = value;
+  }
+  return out;
 }
 
 function headroom(limits: KeyLimits, usage: KeyUsageSnapshot | undefined): KeyHealth['headroom'] {

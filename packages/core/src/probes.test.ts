@@ -356,6 +356,68 @@ describe('recoverKey: a probe the caller ran passed', () => {
   });
 });
 
+describe('testKey: an operator tests a key now', () => {
+  async function quietPool(options: Partial<KeyPoolOptions> = {}): Promise<KeyPool> {
+    const pool = await createKeyPool({
+      store: memoryStore(),
+      plugins: [
+        definePlugin({ id: 'probe-test-openai', activate: (ctx) => void ctx.providers.register(provider) }),
+      ],
+      keys: [keySpec(0)],
+      maxWaitMs: 0,
+      ...options,
+    });
+    pools.push(pool);
+    return pool;
+  }
+
+  it('a pass brings the key back, audited key.test and key.probe by the actor', async () => {
+    const pool = await quietPool();
+    const key = pool.keys()[0]!;
+    const lease = await pool.acquire({ provider: 'openai' });
+    await lease.release({ ok: false, status: 401 });
+    expect(pool.health().keys[0]?.status).toBe('invalid');
+
+    const result = await pool.testKey(key.id, { actor: 'alice' });
+    expect(result).toEqual({ ok: true, latencyMs: expect.any(Number), recovered: ['invalid'] });
+    expect(pool.health().keys[0]?.status).toBe('active');
+    const audit = await pool.store.listAudit({ target: key.id });
+    expect(audit.map((e) => [e.actor, e.action, e.details?.ok])).toEqual([
+      ['alice', 'key.probe', true],
+      ['alice', 'key.test', true],
+    ]);
+    // A key that was not out: the pass clears nothing.
+    expect((await pool.testKey(key.id, { actor: 'alice' })).recovered).toEqual([]);
+  });
+
+  it('a failure changes nothing and says what the upstream answered, never the secret', async () => {
+    const pool = await quietPool();
+    const key = pool.keys()[0]!;
+    mock.setScript(secret(0), [401]);
+    const result = await pool.testKey(key.id, { actor: 'bob' });
+    expect(result).toMatchObject({ ok: false, status: 401, recovered: [] });
+    expect(JSON.stringify(result)).not.toContain(secret(0));
+    expect(pool.health().keys[0]?.status).toBe('active');
+    expect((await pool.store.listAudit({ target: key.id })).map((e) => e.action)).toEqual(['key.test']);
+  });
+
+  it('refuses a provider without a probe, an unknown key and a call without an actor', async () => {
+    const { probe: _probe, ...withoutProbe } = provider;
+    const pool = await quietPool({
+      plugins: [
+        definePlugin({ id: 'no-probe', activate: (ctx) => void ctx.providers.register(withoutProbe) }),
+      ],
+    });
+    const id = pool.keys()[0]!.id;
+    await expect(pool.testKey(id, { actor: 'alice' })).rejects.toMatchObject({ code: 'KEYPOOL_NO_PROBE' });
+    await expect(pool.testKey('key_nope', { actor: 'alice' })).rejects.toMatchObject({
+      code: 'KEYPOOL_UNKNOWN_KEY',
+    });
+    await expect(pool.testKey(id, { actor: '' })).rejects.toThrow(/needs an actor/);
+    await expect(pool.testKey(id, { actor: 'alice', timeoutMs: 0 })).rejects.toThrow(/timeoutMs/);
+  });
+});
+
 /**
  * One store behind several pools (a fleet in one process): every call goes to the store itself,
  * and a pool closing does not close it under the others (a memory store holds nothing to free).

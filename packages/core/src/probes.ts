@@ -142,21 +142,7 @@ export class BackgroundProber {
     if (reasons.length === 0 || this.isClosed) return;
     const target = { ...due, reasons };
     const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.options.timeoutMs)]);
-    const startedAt = performance.now();
-    let result: ProbeResult;
-    try {
-      result = await (target.provider.probe as NonNullable<Provider['probe']>)(target.secret, {
-        ...(target.baseURL !== undefined && { baseURL: target.baseURL }),
-        signal,
-      });
-    } catch (error) {
-      // Adapters answer failures in the result; one that throws still only fails the probe.
-      result = {
-        ok: false,
-        latencyMs: performance.now() - startedAt,
-        outcome: target.provider.describeError(error),
-      };
-    }
+    const result = await runProbe(target.provider, target.secret, target.baseURL, signal);
     if (this.isClosed) return;
     if (result.ok) await this.host.passed(target, result);
     else this.host.failed(target, result);
@@ -167,5 +153,23 @@ export class BackgroundProber {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.abort.abort();
     await this.round;
+  }
+}
+
+/** One probe call; an adapter that throws (rather than answering a failure) still only fails it. */
+export async function runProbe(
+  provider: Provider,
+  secret: string,
+  baseURL: string | undefined,
+  signal: AbortSignal,
+): Promise<ProbeResult> {
+  const startedAt = performance.now();
+  try {
+    return await (provider.probe as NonNullable<Provider['probe']>)(secret, {
+      ...(baseURL !== undefined && { baseURL }),
+      signal,
+    });
+  } catch (error) {
+    return { ok: false, latencyMs: performance.now() - startedAt, outcome: provider.describeError(error) };
   }
 }
