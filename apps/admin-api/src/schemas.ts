@@ -45,6 +45,10 @@ const keyFields = {
   limits: KeyLimits.optional(),
   models: z.array(z.string().min(1).max(200)).max(1000).optional(),
   organization: z.string().max(200).optional(),
+  orgLimits: KeyLimits.optional().meta({
+    description:
+      'Limits every key of the same provider and `organization` shares (the strictest value of each field across them applies); needs `organization`.',
+  }),
   project: z.string().max(200).optional(),
   account: z.string().max(200).optional(),
   baseURL: z.url().max(2000).optional(),
@@ -70,6 +74,7 @@ export const KeyInfo = z
     limits: KeyLimits,
     models: z.array(z.string()).optional(),
     organization: z.string().optional(),
+    orgLimits: KeyLimits.optional(),
     project: z.string().optional(),
     account: z.string().optional(),
     baseURL: z.string().optional(),
@@ -387,12 +392,38 @@ export const ErrorSchema = z
 
 export const Liveness = z.object({ status: z.literal('ok') });
 export const Readiness = z.object({ status: z.enum(['ready', 'not-ready']), reasons: z.array(z.string()) });
+const Share = z.number().min(0).max(1);
+export const OrgHealth = z
+  .object({
+    id: z
+      .string()
+      .meta({ description: 'The hot-state id of its shared limits.', example: 'org:openai:org-a' }),
+    provider: z.string(),
+    organization: z.string(),
+    keyIds: z.array(z.string()),
+    limits: KeyLimits,
+    headroom: z
+      .object({
+        rpm: Share.optional(),
+        tpm: Share.optional(),
+        requestsPerDay: Share.optional(),
+        tokensPerDay: Share.optional(),
+        monthlyBudgetUsd: Share.optional(),
+      })
+      .meta({ description: 'Remaining share (0..1) of each shared limit.' }),
+    usage: z.record(z.string(), z.unknown()).optional(),
+  })
+  .meta({
+    id: 'OrgHealth',
+    description: 'An upstream organization of the pool’s keys and what it has left of its shared limits.',
+  });
 export const Health = z
   .object({
     status: z.enum(['healthy', 'degraded', 'down']),
     reasons: z.array(z.string()),
     store: z.object({ name: z.string(), degraded: z.boolean() }),
     keys: z.array(z.record(z.string(), z.unknown())),
+    orgs: z.array(OrgHealth).meta({ description: 'Organizations of keys that declare `organization`.' }),
     checkedAt: z.number(),
   })
   .meta({ id: 'Health' });

@@ -313,6 +313,50 @@ describe.skipIf(chromiumPath === undefined)('dashboard in chromium', () => {
     await desk.close();
   });
 
+  it('shows each organization with its shared headroom, and why its keys cooled together', async () => {
+    const others = server.pool.keys().map((k) => k.id);
+    // A fallback tier, so the synthetic traffic leaves these two alone.
+    const addOrgKey = (n: number, orgLimits?: { rpm: number }) =>
+      server.pool.addKey({
+        provider: 'openai',
+        alias: `org-e2e-${n}`,
+        secret: `sk-demo-org-${String(n).repeat(24)}`,
+        baseURL: `${server.mock.url}/v1`,
+        priority: 9,
+        organization: 'org-e2e',
+        ...(orgLimits !== undefined && { orgLimits }),
+      });
+    await addOrgKey(1, { rpm: 4 });
+    await addOrgKey(2);
+    // One request on the organization: 3 of its 4 a minute left, whichever key served it.
+    const lease = await server.pool.acquire({ provider: 'openai', excludeKeyIds: others });
+
+    await page.getByRole('link', { name: 'Overview' }).click();
+    await page.getByRole('heading', { name: 'Organizations' }).waitFor({ timeout: 10_000 });
+    const org = page.locator('tr[data-org="org:openai:org-e2e"]');
+    await expect
+      .poll(() => org.getByRole('meter', { name: 'rpm headroom' }).getAttribute('value'), { timeout: 10_000 })
+      .toBe('75');
+    expect(await org.locator('th, td').allTextContents()).toEqual(['org-e2e', 'openai', '2', 'rpm75%']);
+    await shot(page, '13-organizations');
+    await expectAccessible(page);
+
+    // A 429 on one key of the organization holds back the other; the feed says through which.
+    await lease.release({ ok: false, status: 429, headers: { 'retry-after': '30' } });
+    const other = lease.alias === 'org-e2e-1' ? 'org-e2e-2' : 'org-e2e-1';
+    await expect
+      .poll(() => page.getByTestId('events').textContent(), { timeout: 10_000 })
+      .toMatch(
+        new RegExp(`${other} cooling down for \\d+ s: cooled with ${lease.alias} \\(same organization\\)`),
+      );
+
+    await page.getByRole('link', { name: 'Keys', exact: true }).click();
+    await expect
+      .poll(() => row(page, 'org-e2e-2').getByTestId('key-organization').textContent())
+      .toBe('org-e2e');
+    await expectAccessible(page);
+  });
+
   it('never puts the token in a URL', () => {
     for (const token of Object.values(server.tokens)) {
       expect(requestedUrls.filter((u) => u.includes(token))).toEqual([]);

@@ -49,6 +49,7 @@ const rows: KeyRow[] = joinKeys(
       priority: 0,
       weight: 1,
       limits: { rpm: 60 },
+      organization: 'org-delta',
       enabled: false,
       disabledReason: 'rotating upstream',
       createdAt: 1,
@@ -60,10 +61,12 @@ const rows: KeyRow[] = joinKeys(
 const aliases = (list: KeyRow[]) => list.map((r) => r.alias);
 
 describe('keys table model', () => {
-  it('joins limits, the disabled reason and spend onto health rows', () => {
+  it('joins limits, the disabled reason, the organization and spend onto health rows', () => {
     const delta = rows.find((r) => r.alias === 'delta')!;
     expect(delta.limits).toEqual({ rpm: 60 });
     expect(delta.disabledReason).toBe('rotating upstream');
+    expect(delta.organization).toBe('org-delta');
+    expect(rows.find((r) => r.alias === 'alpha')).not.toHaveProperty('organization');
     expect(rows.find((r) => r.alias === 'echo')!.spendUsd).toBe(4.2);
     expect(rows.find((r) => r.alias === 'alpha')!.spendUsd).toBe(0);
   });
@@ -99,7 +102,8 @@ describe('keys table model', () => {
     ).toEqual(['bravo', 'charlie', 'delta', 'echo']);
   });
 
-  it('searches alias, id, masked secret, reasons and last error, case-insensitively', () => {
+  it('searches alias, id, organization, masked secret, reasons and last error, case-insensitively', () => {
+    expect(aliases(selectKeys(rows, { ...DEFAULT_QUERY, search: 'ORG-DEL' }))).toEqual(['delta']);
     expect(aliases(selectKeys(rows, { ...DEFAULT_QUERY, search: 'BRA' }))).toEqual(['bravo']);
     expect(aliases(selectKeys(rows, { ...DEFAULT_QUERY, search: '401' }))).toEqual(['charlie']);
     expect(aliases(selectKeys(rows, { ...DEFAULT_QUERY, search: 'rotating' }))).toEqual(['delta']);

@@ -5,6 +5,8 @@ import type { ApiKey, KeyHealth, KeyStatus } from './types.js';
 export interface KeyRow extends KeyHealth {
   limits: KeyLimits;
   disabledReason?: string;
+  /** The upstream organization whose shared limits and rate-limit waits the key shares. */
+  organization?: string;
   /** Spend this calendar month, from the store's usage snapshot. */
   spendUsd: number;
 }
@@ -59,6 +61,7 @@ export function joinKeys(health: readonly KeyHealth[], keys: readonly ApiKey[] |
       ...h,
       limits: info?.limits ?? {},
       ...(info?.disabledReason !== undefined && { disabledReason: info.disabledReason }),
+      ...(info?.organization !== undefined && { organization: info.organization }),
       spendUsd: h.usage?.costThisMonthUsd ?? 0,
     };
   });
@@ -109,7 +112,7 @@ function compare(a: string | number | undefined, b: string | number | undefined)
   return String(a).localeCompare(String(b));
 }
 
-/** Search (alias, id, provider, masked secret, reason, last error), filter, then a stable sort. */
+/** Search (alias, id, provider, organization, masked secret, reason, last error), filter, then a stable sort. */
 export function selectKeys(rows: readonly KeyRow[], query: KeyQuery): KeyRow[] {
   const needle = query.search.trim().toLowerCase();
   const picked = rows.filter((row) => {
@@ -125,6 +128,7 @@ export function selectKeys(rows: readonly KeyRow[], query: KeyQuery): KeyRow[] {
       row.alias,
       row.id,
       row.provider,
+      row.organization,
       row.maskedSecret,
       row.reason,
       row.disabledReason,

@@ -79,10 +79,15 @@ export function describeEvent(name: string, data: Record<string, unknown>): stri
   switch (name) {
     case 'key:status':
       return `${alias}: ${String(data.from)} → ${String(data.to)}${typeof data.reason === 'string' ? ` (${data.reason})` : ''}`;
+    // `via`: another key of the same organization answered 429 or spent the shared quota.
     case 'key:cooldown':
-      return `${alias} cooling down${secondsUntil(data.until)} after a rate limit`;
+      return typeof data.via === 'string'
+        ? `${alias} cooling down${secondsUntil(data.until)}: cooled with ${data.via} (same organization)`
+        : `${alias} cooling down${secondsUntil(data.until)} after a rate limit`;
     case 'key:exhausted':
-      return `${alias} exhausted its quota`;
+      return typeof data.via === 'string'
+        ? `${alias} exhausted with ${data.via} (same organization)`
+        : `${alias} exhausted its quota`;
     case 'key:invalid':
       return `${alias} was refused by the provider${typeof data.status === 'number' ? ` (${data.status})` : ''}`;
     case 'key:model-blocked':

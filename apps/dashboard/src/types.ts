@@ -1,8 +1,17 @@
 // Shapes the admin API answers with. Pool health and usage come from the shared contract;
 // the rest mirror apps/admin-api/src/schemas.ts (the API's own schemas are not exported).
-import type { AuditEntry, KeyHealth, KeyInfo, KeyStatus, PoolHealth, Role, UsageRow } from '@keypool/spec';
+import type {
+  AuditEntry,
+  KeyHealth,
+  KeyInfo,
+  KeyStatus,
+  OrgHealth,
+  PoolHealth,
+  Role,
+  UsageRow,
+} from '@keypool/spec';
 
-export type { AuditEntry, KeyHealth, KeyStatus, PoolHealth, Role };
+export type { AuditEntry, KeyHealth, KeyStatus, OrgHealth, PoolHealth, Role };
 
 /** GET /v1/keys: key metadata (limits, disabled reason) with live status; never a secret. */
 export type ApiKey = Omit<KeyInfo, 'fingerprint'> & { fingerprint?: string; status?: KeyStatus };

@@ -192,6 +192,100 @@ describe('keypool (built binary)', () => {
     expect((await keypool(['migrate'])).stdout).toContain('up to date');
   }, 40_000);
 
+  it('keys add --org with --org-rpm … --org-budget-usd: the limits its organization shares', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'keypool-org-'));
+    try {
+      const add = (args: string[], secret: string) =>
+        keypool(
+          ['keys', 'add', 'openai', '--secret-env', 'THE_KEY', '--json', ...args],
+          { THE_KEY: secret },
+          cwd,
+        );
+      const first = await add(
+        [
+          '--alias',
+          'org-one',
+          '--rpm',
+          '60',
+          '--org',
+          'org-cli',
+          '--org-rpm',
+          '500',
+          '--org-tpm',
+          '90000',
+          '--org-rpd',
+          '10000',
+          '--org-tpd',
+          '2000000',
+          '--org-budget-usd',
+          '25.5',
+        ],
+        SECRET,
+      );
+      expect(first.code, first.stderr).toBe(0);
+      expect(json(first)).toMatchObject({
+        alias: 'org-one',
+        limits: { rpm: 60 },
+        organization: 'org-cli',
+        orgLimits: {
+          rpm: 500,
+          tpm: 90_000,
+          requestsPerDay: 10_000,
+          tokensPerDay: 2_000_000,
+          monthlyBudgetUsd: 25.5,
+        },
+      });
+      expect(first.stdout).not.toContain(SECRET);
+      // Another key of the organization needs no limits of its own to share them.
+      const second = await add(['--alias', 'org-two', '--org', 'org-cli'], SECRET_2);
+      expect(second.code, second.stderr).toBe(0);
+      expect(json(second)).toMatchObject({ alias: 'org-two', organization: 'org-cli' });
+      expect(json(second)).not.toHaveProperty('orgLimits');
+
+      // Organization limits without the organization: refused before the secret is read, naming the flags.
+      const noOrg = await keypool(
+        ['keys', 'add', 'openai', '--org-rpm', '5', '--org-budget-usd', '3'],
+        {},
+        cwd,
+      );
+      expect(noOrg.code).toBe(1);
+      expect(noOrg.stderr).toContain(
+        '--org-rpm, --org-budget-usd are limits the keys of one organization share: add --org <organization id>.',
+      );
+      const notNumber = await add(
+        ['--org', 'org-cli', '--org-tpd', 'lots'],
+        'sk-cli-test-cccccccccccccccccccc7777',
+      );
+      expect(notNumber.code).toBe(1);
+      expect(JSON.parse(notNumber.stderr).error.message).toBe('--org-tpd must be a number, got "lots".');
+      const negative = await add(
+        ['--org', 'org-cli', '--org-rpm=-5'],
+        'sk-cli-test-cccccccccccccccccccc7777',
+      );
+      expect(negative.code).toBe(1);
+      expect(JSON.parse(negative.stderr).error).toMatchObject({
+        code: 'KEYPOOL_INVALID_CONFIG',
+        message: expect.stringContaining('orgLimits.rpm must be a positive number'),
+      });
+
+      const keys = json(await keypool(['keys', 'list', '--json'], {}, cwd)).keys as Array<{
+        alias: string;
+        organization?: string;
+      }>;
+      expect(keys.map((k) => [k.alias, k.organization]).sort()).toEqual([
+        ['org-one', 'org-cli'],
+        ['org-two', 'org-cli'],
+      ]);
+      const help = await keypool(['keys', 'add', '--help']);
+      for (const flag of ['--org <id>', '--org-rpm <n>', '--org-tpm <n>', '--org-rpd <n>', '--org-tpd <n>']) {
+        expect(help.stdout).toContain(flag);
+      }
+      expect(help.stdout).toContain('--org-budget-usd <n>');
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  }, 30_000);
+
   it('rotate-master-key re-seals every key; the keys still work after', async () => {
     const before = statSync(join(dir, '.keypool', 'master.key')).mtimeMs;
     const rotated = await keypool(['rotate-master-key', '--json']);

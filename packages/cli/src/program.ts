@@ -129,6 +129,15 @@ export function createProgram(): Command {
     .option('--rpm <n>', 'requests per minute limit')
     .option('--tpm <n>', 'tokens per minute limit')
     .option('--models <list>', 'comma-separated models this key may serve')
+    .option(
+      '--org <id>',
+      'upstream organization (e.g. org-…): its keys share the --org-* limits, and a 429 or spent quota on one holds back all',
+    )
+    .option('--org-rpm <n>', 'requests per minute the organization shares (needs --org)')
+    .option('--org-tpm <n>', 'tokens per minute the organization shares (needs --org)')
+    .option('--org-rpd <n>', 'requests per day the organization shares (needs --org)')
+    .option('--org-tpd <n>', 'tokens per day the organization shares (needs --org)')
+    .option('--org-budget-usd <n>', 'monthly budget in USD the organization shares (needs --org)')
     .action(async (provider: string, _o, command: Command) => keysAdd(provider, globals(command)));
   keys
     .command('disable <key>')

@@ -1,4 +1,3 @@
-import { openSecret } from '@keypool/core';
 import type { KeyHealth, KeyInfo, KeySpec } from '@keypool/spec';
 import { actorOf } from '../auth.js';
 import type { AppContext } from '../context.js';
@@ -197,48 +196,17 @@ export const keyRoutes = [
       409: { description: 'The provider cannot probe, or the server has no master key', schema: ErrorSchema },
     },
     async handle({ params, caller }, context) {
-      const info = await findKey(context, params.id);
-      const provider = context.pool.provider(info.provider);
-      if (provider?.probe === undefined) {
-        throw new ApiError(
-          409,
-          'KEYPOOL_CONFLICT',
-          `Provider "${info.provider}" offers no probe; test the key by using it.`,
-        );
-      }
-      const record = await context.store.getKey(params.id);
-      if (record === undefined || context.masterKeys.length === 0) {
+      await findKey(context, params.id);
+      if (context.masterKeys.length === 0) {
         throw new ApiError(
           409,
           'KEYPOOL_CONFLICT',
           'This server was started without the master key, so it cannot open secrets to test them; pass masterKey to createAdminApp.',
         );
       }
-      const secret = openSecret(record.sealedSecret, context.masterKeys);
-      const result = await provider.probe(secret, {
-        ...(record.baseURL !== undefined && { baseURL: record.baseURL }),
-        signal: AbortSignal.timeout(15_000),
-      });
-      await context.audit(caller, 'key.test', params.id, { alias: info.alias, ok: result.ok });
-      // A pass brings the key back as a background probe's would, audited (key.probe) by the caller;
-      // a failure changes nothing.
-      const recovered = result.ok
-        ? await context.pool.recoverKey(params.id, { actor: actorOf(caller), latencyMs: result.latencyMs })
-        : [];
-      const body = {
-        ok: result.ok,
-        latencyMs: Math.round(result.latencyMs),
-        ...(result.outcome?.status !== undefined && { status: result.outcome.status }),
-        ...(result.outcome?.code !== undefined && { code: result.outcome.code }),
-        ...(result.outcome?.message !== undefined && { message: scrub(result.outcome.message, secret) }),
-        recovered,
-      };
+      // A pass brings the key back as a background probe's would, audited by the caller.
+      const body = await context.pool.testKey(params.id, { actor: actorOf(caller) });
       return { body };
     },
   }),
 ];
-
-/** Upstream messages sometimes quote the key back; never pass it on. */
-export function scrub(text: string, secret: string): string {
-  return secret.length > 0 ? text.split(secret).join('[redacted]') : text;
-}

@@ -7,6 +7,7 @@ import { SessionContext } from '../session-context.js';
 import type { Role } from '../types.js';
 import { HeadroomBars } from './headroom.js';
 import { KeyActions } from './key-actions.js';
+import { OrgTable } from './org-table.js';
 import { StatusBadge } from './status-badge.js';
 import { ToastProvider } from './toast.js';
 
@@ -68,6 +69,48 @@ describe('HeadroomBars', () => {
     cleanup();
     render(<HeadroomBars headroom={{}} />);
     expect(screen.getByText('no limits')).toBeTruthy();
+  });
+});
+
+describe('OrgTable', () => {
+  it('shows each organization with its provider, key count and shared headroom', () => {
+    render(
+      <OrgTable
+        orgs={[
+          {
+            id: 'org:openai:org-a',
+            provider: 'openai',
+            organization: 'org-a',
+            keyIds: ['key_1', 'key_2'],
+            limits: { rpm: 4, monthlyBudgetUsd: 10 },
+            headroom: { rpm: 0.75, monthlyBudgetUsd: 0.05 },
+          },
+          {
+            id: 'org:anthropic:org-b',
+            provider: 'anthropic',
+            organization: 'org-b',
+            keyIds: ['key_3'],
+            limits: {},
+            headroom: {},
+          },
+        ]}
+      />,
+    );
+    const [first, second] = screen.getAllByRole('row').slice(1);
+    expect(first!.getAttribute('data-org')).toBe('org:openai:org-a');
+    expect([...first!.children].map((cell) => cell.textContent)).toEqual([
+      'org-a',
+      'openai',
+      '2',
+      'rpm75%budget5%',
+    ]);
+    const meters = screen.getAllByRole('meter');
+    expect(meters.map((m) => [m.getAttribute('aria-label'), m.getAttribute('value')])).toEqual([
+      ['rpm headroom', '75'],
+      ['budget headroom', '5'],
+    ]);
+    expect(meters[1]!.className).toContain('bar-low');
+    expect(second!.textContent).toContain('no shared limits');
   });
 });
 

@@ -21,9 +21,16 @@ const LABELS: Record<string, string> = {
   monthlyBudgetUsd: 'budget',
 };
 
-export function HeadroomBars({ headroom }: { headroom: Partial<Record<string, number>> }) {
+export function HeadroomBars({
+  headroom,
+  empty = 'no limits',
+}: {
+  headroom: Partial<Record<string, number>>;
+  /** What to say when there is no limit to show. */
+  empty?: string;
+}) {
   const entries = Object.entries(headroom).filter((e): e is [string, number] => typeof e[1] === 'number');
-  if (entries.length === 0) return <span className="muted">no limits</span>;
+  if (entries.length === 0) return <span className="muted">{empty}</span>;
   return (
     <div className="headroom-list">
       {entries.map(([name, share]) => (

@@ -67,6 +67,7 @@ export function KeyDetail({ id }: { id: string }) {
       <p className="muted">
         {row.provider} · tier {row.priority} · <span className="mono">{row.maskedSecret}</span> · breaker{' '}
         <BreakerBadge breaker={row.breaker} />
+        {row.organization !== undefined && ` · organization ${row.organization}`}
         {info?.models !== undefined && ` · models ${info.models.join(', ')}`}
       </p>
       {(row.reason ?? row.disabledReason) !== undefined && (

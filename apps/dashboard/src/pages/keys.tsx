@@ -60,6 +60,7 @@ function sameRow(a: { row: KeyRow }, b: { row: KeyRow }): boolean {
       x.lastError?.at === y.lastError?.at &&
       x.disabledReason === y.disabledReason &&
       x.alias === y.alias &&
+      x.organization === y.organization &&
       x.priority === y.priority &&
       JSON.stringify(x.headroom) === JSON.stringify(y.headroom))
   );
@@ -72,7 +73,14 @@ const KeyRowView = memo(function KeyRowView({ row }: { row: KeyRow }) {
         <a href={href({ page: 'key', id: row.id })}>{row.alias}</a>
         <div className="muted small mono">{row.maskedSecret}</div>
       </th>
-      <td>{row.provider}</td>
+      <td>
+        {row.provider}
+        {row.organization !== undefined && (
+          <div className="muted small" data-testid="key-organization">
+            {row.organization}
+          </div>
+        )}
+      </td>
       <td className="num">{row.priority}</td>
       <td>
         <StatusBadge status={row.status} until={row.until} />

@@ -1,5 +1,6 @@
 import { useMemo } from 'react';
 import { TimeChart } from '../components/chart.js';
+import { OrgTable } from '../components/org-table.js';
 import { OverallBadge, StatusBadge } from '../components/status-badge.js';
 import { formatAgo, formatCount, formatMs, formatPercent, formatRate, formatUsd } from '../format.js';
 import { DEFAULT_QUERY, joinKeys, needsAttention, selectKeys } from '../key-table.js';
@@ -56,6 +57,8 @@ export function Overview() {
   const h = health.data!;
   const tokensToday = (spend.today?.inputTokens ?? 0) + (spend.today?.outputTokens ?? 0);
   const tokensMonth = (spend.month?.inputTokens ?? 0) + (spend.month?.outputTokens ?? 0);
+  // An admin API from before organizations sends none.
+  const orgs = h.orgs ?? [];
 
   return (
     <>
@@ -147,6 +150,17 @@ export function Overview() {
           </div>
         </dl>
       </section>
+
+      {orgs.length > 0 && (
+        <section aria-labelledby="orgs" className="section">
+          <h2 id="orgs">Organizations</h2>
+          <p className="muted small">
+            Keys of one organization share its limits, and a rate limit or spent quota on one of them holds
+            back all of them.
+          </p>
+          <OrgTable orgs={orgs} />
+        </section>
+      )}
 
       <section aria-labelledby="trend" className="section">
         <h2 id="trend">Since this page opened</h2>

@@ -121,6 +121,20 @@ describe('event feed', () => {
     ).toBe('team-a used as a last resort while its breaker is open (300 s left): no other key was available');
   });
 
+  it('says when a key cooled or ran out with another key of its organization', () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    expect(describeEvent('key:cooldown', { ...key, until: 1_030_000, cooldownMs: 30_000 })).toBe(
+      'team-a cooling down for 30 s after a rate limit',
+    );
+    expect(
+      describeEvent('key:cooldown', { ...key, until: 1_030_000, cooldownMs: 30_000, via: 'team-b' }),
+    ).toBe('team-a cooling down for 30 s: cooled with team-b (same organization)');
+    expect(describeEvent('key:exhausted', { ...key, until: 2_000_000 })).toBe('team-a exhausted its quota');
+    expect(describeEvent('key:exhausted', { ...key, until: 2_000_000, via: 'team-b' })).toBe(
+      'team-a exhausted with team-b (same organization)',
+    );
+  });
+
   it('says what a passing probe brought a key back from', () => {
     expect(describeEvent('probe:passed', { ...key, reasons: ['invalid'], latencyMs: 120 })).toBe(
       'team-a passed a probe and is no longer invalid',

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { openSecret } from '@keypool/core';
 import type { KeyInfo, KeyLimits, KeyPool } from '@keypool/spec';
 import { type GlobalOptions, type OpenedPool, openPool } from '../open-pool.js';
 import { printJson, printTable } from '../output.js';
@@ -59,6 +58,12 @@ export interface AddOptions extends GlobalOptions {
   rpm?: string;
   tpm?: string;
   models?: string;
+  org?: string;
+  orgRpm?: string;
+  orgTpm?: string;
+  orgRpd?: string;
+  orgTpd?: string;
+  orgBudgetUsd?: string;
 }
 
 function number(value: string | undefined, flag: string): number | undefined {
@@ -66,6 +71,38 @@ function number(value: string | undefined, flag: string): number | undefined {
   const parsed = Number(value);
   if (!Number.isFinite(parsed)) throw new Error(`${flag} must be a number, got "${value}".`);
   return parsed;
+}
+
+/**
+ * The limits the key's organization shares (--org-rpm, …); undefined when no such flag is
+ * given. They are the organization's, so they need --org.
+ */
+function orgLimitsOf(options: AddOptions): KeyLimits | undefined {
+  const flags: Array<[keyof KeyLimits, string, string | undefined]> = [
+    ['rpm', '--org-rpm', options.orgRpm],
+    ['tpm', '--org-tpm', options.orgTpm],
+    ['requestsPerDay', '--org-rpd', options.orgRpd],
+    ['tokensPerDay', '--org-tpd', options.orgTpd],
+    ['monthlyBudgetUsd', '--org-budget-usd', options.orgBudgetUsd],
+  ];
+  const limits: KeyLimits = {};
+  const given: string[] = [];
+  for (const [name, flag, value] of flags) {
+    const parsed = number(value, flag);
+    if (parsed === undefined) continue;
+    limits[name] = parsed;
+    given.push(flag);
+  }
+  if (given.length === 0) return undefined;
+  if (options.org === undefined) {
+    throw Object.assign(
+      new Error(
+        `${given.join(', ')} ${given.length > 1 ? 'are limits' : 'is a limit'} the keys of one organization share: add --org <organization id>.`,
+      ),
+      { code: 'KEYPOOL_INVALID_CONFIG' },
+    );
+  }
+  return limits;
 }
 
 /** The secret from --secret-env VAR or stdin; never from argv, where `ps` would show it. */
@@ -86,6 +123,8 @@ function readSecret(options: AddOptions): string {
 }
 
 export async function keysAdd(provider: string, options: AddOptions): Promise<void> {
+  // Before the secret: a flag mistake should not swallow a piped secret first.
+  const orgLimits = orgLimitsOf(options);
   const secret = readSecret(options);
   const limits: KeyLimits = {};
   const rpm = number(options.rpm, '--rpm');
@@ -104,6 +143,8 @@ export async function keysAdd(provider: string, options: AddOptions): Promise<vo
       ...(options.baseUrl !== undefined && { baseURL: options.baseUrl }),
       ...(options.models !== undefined && { models: options.models.split(',').filter(Boolean) }),
       ...(Object.keys(limits).length > 0 && { limits }),
+      ...(options.org !== undefined && { organization: options.org }),
+      ...(orgLimits !== undefined && { orgLimits }),
     });
     await audit(opened, 'key.create', info.id, { alias: info.alias, provider: info.provider });
     if (options.json) printJson(info);
@@ -136,28 +177,17 @@ export async function keysSetEnabled(
 export async function keysTest(idOrAlias: string, options: GlobalOptions): Promise<boolean> {
   return withPool(options, async (opened) => {
     const key = findKey(opened.pool, idOrAlias);
-    const provider = opened.pool.provider(key.provider);
-    if (provider?.probe === undefined) throw new Error(`Provider "${key.provider}" offers no probe.`);
-    const record = await opened.store.getKey(key.id);
-    if (record === undefined) throw new Error(`Key ${key.alias} vanished; list keys again.`);
-    const secret = openSecret(record.sealedSecret, opened.masterKeys);
-    const result = await provider.probe(secret, {
-      ...(record.baseURL !== undefined && { baseURL: record.baseURL }),
-      signal: AbortSignal.timeout(15_000),
-    });
-    await audit(opened, 'key.test', key.id, { alias: key.alias, ok: result.ok });
     // A pass brings an invalid, exhausted or breaker-open key back, as the API's test and the
     // background probes do.
-    const recovered = result.ok
-      ? await opened.pool.recoverKey(key.id, { actor: 'cli', latencyMs: result.latencyMs })
-      : [];
+    const result = await opened.pool.testKey(key.id, { actor: 'cli' });
+    const { recovered } = result;
     const out = {
       alias: key.alias,
       ok: result.ok,
       recovered,
-      latencyMs: Math.round(result.latencyMs),
-      ...(result.outcome?.status !== undefined && { status: result.outcome.status }),
-      ...(result.outcome?.code !== undefined && { code: result.outcome.code }),
+      latencyMs: result.latencyMs,
+      ...(result.status !== undefined && { status: result.status }),
+      ...(result.code !== undefined && { code: result.code }),
     };
     if (options.json) printJson(out);
     else
