@@ -494,7 +494,11 @@ describe('keypool (built binary)', () => {
   it('demo: serves with mock upstream keys and synthetic traffic, writing nothing to disk', async () => {
     // A fresh working directory and the default data directory (./.keypool), as a first-time user runs it.
     const cwd = mkdtempSync(join(tmpdir(), 'keypool-demo-'));
-    const demo = await keypool(['demo', '--port', '0', '--duration', '2', '--rate', '20'], {}, cwd);
+    const demo = await keypool(
+      ['demo', '--port', '0', '--duration', '2', '--rate', '20', '--last-resort', '--probe-interval', '1s'],
+      {},
+      cwd,
+    );
     const left = readdirSync(cwd, { recursive: true });
     rmSync(cwd, { recursive: true, force: true });
     expect(demo.code, demo.stderr).toBe(0);
@@ -504,6 +508,8 @@ describe('keypool (built binary)', () => {
     expect(calls).toBeGreaterThan(5);
     // The demo's memory store keeps nothing, so its master key lives in memory: no .keypool, no key file.
     expect(demo.stdout).toMatch(/master key: throw-away/);
+    expect(demo.stdout).toMatch(/lastResort: on/);
+    expect(demo.stdout).toMatch(/probes: {5}every 1 ?s/);
     expect(left).toEqual([]);
   }, 30_000);
 });

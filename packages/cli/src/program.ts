@@ -56,62 +56,65 @@ export function createProgram(): Command {
 
   const globals = (command: Command): GlobalOptions => command.optsWithGlobals() as GlobalOptions;
 
-  program
-    .command('serve')
-    .description('serve the admin API (default store: SQLite in ./.keypool, no server needed)')
-    .addOption(new Option('-p, --port <port>', 'port').env('PORT').default(8080).argParser(port))
-    .addOption(new Option('--host <host>', 'interface to listen on').env('HOST').default('127.0.0.1'))
-    .addOption(
-      new Option(
-        '--last-resort',
-        'when no key is eligible, use the one whose 429 cooldown or open breaker ends soonest rather than fail (never an invalid, exhausted or disabled key; limits still hold); the env takes 1 or 0',
-      ).env('KEYPOOL_LAST_RESORT'),
-    )
-    .addOption(
-      new Option(
-        '--probe-interval <duration>',
-        'probe invalid, exhausted and breaker-open keys this often (listing models), one probe per key fleet-wide; a pass brings the key back: 30s, 5m, 1h or ms',
+  /** --last-resort and --probe-interval, shared by serve and demo. */
+  const withPoolBehaviour = (command: Command): Command =>
+    command
+      .addOption(
+        new Option(
+          '--last-resort',
+          'when no key is eligible, use the one whose 429 cooldown or open breaker ends soonest rather than fail (never an invalid, exhausted or disabled key; limits still hold); the env takes 1 or 0',
+        ).env('KEYPOOL_LAST_RESORT'),
       )
-        .env('KEYPOOL_PROBE_INTERVAL')
-        // Empty means unset, as with KEYPOOL_STORE: templates often export the variable blank.
-        // (Commander keeps '' for a value the parser leaves out, so the action checks for a number.)
-        .argParser((value: string) => (value.trim() === '' ? '' : parseDuration(value))),
-    )
-    .action(async (_options, command: Command) => {
-      const o = globals(command) as GlobalOptions & {
-        port: number;
-        host: string;
-        lastResort?: boolean;
-        probeInterval?: number | '';
-      };
-      const lastResort =
-        command.getOptionValueSource('lastResort') === 'env'
-          ? envSwitch('KEYPOOL_LAST_RESORT')
-          : o.lastResort === true;
-      await serve({
-        ...o,
-        lastResort,
-        ...(typeof o.probeInterval === 'number' && { probeIntervalMs: o.probeInterval }),
-      });
-    });
+      .addOption(
+        new Option(
+          '--probe-interval <duration>',
+          'probe invalid, exhausted and breaker-open keys this often (listing models), one probe per key fleet-wide; a pass brings the key back: 30s, 5m, 1h or ms',
+        )
+          .env('KEYPOOL_PROBE_INTERVAL')
+          // Empty means unset, as with KEYPOOL_STORE: templates often export the variable blank.
+          // (Commander keeps '' for a value the parser leaves out, so the action checks for a number.)
+          .argParser((value: string) => (value.trim() === '' ? '' : parseDuration(value))),
+      );
+  const poolBehaviour = (command: Command): { lastResort: boolean; probeIntervalMs?: number } => {
+    const o = command.optsWithGlobals() as { lastResort?: boolean; probeInterval?: number | '' };
+    const lastResort =
+      command.getOptionValueSource('lastResort') === 'env'
+        ? envSwitch('KEYPOOL_LAST_RESORT')
+        : o.lastResort === true;
+    return { lastResort, ...(typeof o.probeInterval === 'number' && { probeIntervalMs: o.probeInterval }) };
+  };
 
-  program
-    .command('demo')
-    .description('serve with a mock upstream, demo keys (some faulty) and synthetic traffic')
-    .addOption(new Option('-p, --port <port>', 'port').env('PORT').default(8080).argParser(port))
-    .option('--host <host>', 'interface to listen on', '127.0.0.1')
-    .option('--duration <seconds>', 'stop after this many seconds', positive)
-    .option('--rate <perSecond>', 'synthetic requests per second', positive, 5)
-    .action(async (_options, command: Command) => {
-      const o = globals(command) as GlobalOptions & {
-        port: number;
-        host: string;
-        duration?: number;
-        rate: number;
-      };
-      // The demo must not fill a real store with fake keys: memory unless --store says otherwise.
-      await demo({ ...o, store: o.store || 'memory:' });
-    });
+  withPoolBehaviour(
+    program
+      .command('serve')
+      .description('serve the admin API (default store: SQLite in ./.keypool, no server needed)')
+      .addOption(new Option('-p, --port <port>', 'port').env('PORT').default(8080).argParser(port))
+      .addOption(new Option('--host <host>', 'interface to listen on').env('HOST').default('127.0.0.1')),
+  ).action(async (_options, command: Command) => {
+    const o = globals(command) as GlobalOptions & { port: number; host: string };
+    await serve({ ...o, ...poolBehaviour(command) });
+  });
+
+  withPoolBehaviour(
+    program
+      .command('demo')
+      .description(
+        'serve with a mock upstream, demo keys (some faulty, two in one organization) and synthetic traffic',
+      )
+      .addOption(new Option('-p, --port <port>', 'port').env('PORT').default(8080).argParser(port))
+      .option('--host <host>', 'interface to listen on', '127.0.0.1')
+      .option('--duration <seconds>', 'stop after this many seconds', positive)
+      .option('--rate <perSecond>', 'synthetic requests per second', positive, 5),
+  ).action(async (_options, command: Command) => {
+    const o = globals(command) as GlobalOptions & {
+      port: number;
+      host: string;
+      duration?: number;
+      rate: number;
+    };
+    // The demo must not fill a real store with fake keys: memory unless --store says otherwise.
+    await demo({ ...o, ...poolBehaviour(command), store: o.store || 'memory:' });
+  });
 
   const keys = program.command('keys').description('list, add, enable, disable and test keys');
   keys

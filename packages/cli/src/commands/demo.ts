@@ -2,9 +2,15 @@ import { createLogger, startServer } from '@keypool/admin-api';
 import type { KeyPool, KeySpec } from '@keypool/spec';
 import { callMockUpstream, startMockUpstream } from '@keypool/testing';
 import { type GlobalOptions, openPool } from '../open-pool.js';
-import { builtDashboard, describeStart, stopOnSignals } from './serve.js';
+import {
+  builtDashboard,
+  describeStart,
+  poolBehaviourOptions,
+  type ServeOptions,
+  stopOnSignals,
+} from './serve.js';
 
-export interface DemoOptions extends GlobalOptions {
+export interface DemoOptions extends GlobalOptions, Pick<ServeOptions, 'lastResort' | 'probeIntervalMs'> {
   port: number;
   host: string;
   /** Stop after this many seconds (tests, CI); default: run until Ctrl-C. */
@@ -21,6 +27,9 @@ const DEMO_KEYS = {
   'demo-openai-revoked': 'sk-demo-dddddddddddddddddddddddd0004',
   'demo-anthropic': 'sk-ant-demo-eeeeeeeeeeeeeeeeeeeeee0005',
 };
+
+const DEMO_ORG = 'org-demo';
+const DEMO_ORG_RPM = 150;
 
 /** One synthetic call: lease, call the mock upstream the way a client without the SDK would, report. */
 async function oneCall(
@@ -51,14 +60,18 @@ export async function demo(options: DemoOptions): Promise<void> {
   });
   mock.setScript('demo-openai-flaky', { steps: ['ok', 500, 'ok', 503, 'ok', 'ok'], repeat: true });
   mock.setScript('demo-openai-revoked', { steps: [401], repeat: true });
+  // a and b are one organization upstream: they share its rpm, and b's 429s cool a too.
+  mock.setOrgLimits(DEMO_ORG, ['demo-openai-a', 'demo-openai-b'], { rpm: DEMO_ORG_RPM });
   const keys: KeySpec[] = Object.entries(DEMO_KEYS).map(([alias, secret]) => ({
     provider: alias.includes('anthropic') ? 'anthropic' : 'openai',
     alias,
     secret,
     baseURL: alias.includes('anthropic') ? mock.url : `${mock.url}/v1`,
     limits: { rpm: 120 },
+    ...(alias === 'demo-openai-a' && { organization: DEMO_ORG, orgLimits: { rpm: DEMO_ORG_RPM } }),
+    ...(alias === 'demo-openai-b' && { organization: DEMO_ORG }),
   }));
-  const opened = await openPool(options, { keys });
+  const opened = await openPool(options, { keys, ...poolBehaviourOptions(options) });
   const dashboard = builtDashboard();
   const running = await startServer({
     pool: opened.pool,
@@ -82,7 +95,7 @@ export async function demo(options: DemoOptions): Promise<void> {
     console.log(
       `keypool demo: mock upstream on ${mock.url}, ${keys.length} demo keys, synthetic traffic at ${options.rate}/s`,
     );
-    describeStart(opened, running, dashboard, (line) => console.log(line));
+    describeStart(opened, running, dashboard, (line) => console.log(line), options);
     if (running.adminToken === undefined) {
       console.log(
         '  (the store already had an admin token; use it, or `keypool tokens create --name me --role admin`)',

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger, type RunningServer, startServer } from '@keypool/admin-api';
+import type { KeyPoolOptions } from '@keypool/core';
 import { dashboardDir } from '@keypool/dashboard';
 import { formatDuration } from '../duration.js';
 import { type GlobalOptions, type OpenedPool, openPool } from '../open-pool.js';
@@ -88,11 +89,18 @@ export function stopOnSignals(stop: () => Promise<void>): void {
   process.on('SIGTERM', onSignal);
 }
 
-export async function serve(options: ServeOptions): Promise<void> {
-  const opened = await openPool(options, {
+/** The pool options behind --last-resort and --probe-interval. */
+export function poolBehaviourOptions(
+  options: Pick<ServeOptions, 'lastResort' | 'probeIntervalMs'>,
+): Pick<KeyPoolOptions, 'lastResort' | 'probes'> {
+  return {
     lastResort: options.lastResort === true,
     ...(options.probeIntervalMs !== undefined && { probes: { intervalMs: options.probeIntervalMs } }),
-  });
+  };
+}
+
+export async function serve(options: ServeOptions): Promise<void> {
+  const opened = await openPool(options, poolBehaviourOptions(options));
   const dashboard = builtDashboard();
   let running: RunningServer;
   try {
