@@ -1,8 +1,9 @@
-import type { KeyPool, KeySpec, PoolEventName, PoolEvents, ReleaseOutcome } from '@keypool/spec';
+import type { KeyPool, KeySpec, ReleaseOutcome } from '@keypool/spec';
 import { memoryStore } from '@keypool/store-memory';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { NoKeyAvailableError } from './errors.js';
 import { createKeyPool, type KeyPoolOptions } from './pool.js';
+import { onFakeClock, record } from './test-support.js';
 
 const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
 // Built at run time so nothing committed looks like a real key.
@@ -17,7 +18,7 @@ function keys(count: number, extra: Partial<KeySpec> = {}): KeySpec[] {
   }));
 }
 
-const pools: KeyPool[] = [];
+const pools = onFakeClock(T0);
 async function makePool(options: Partial<KeyPoolOptions> = {}): Promise<KeyPool> {
   const pool = await createKeyPool({
     store: memoryStore(),
@@ -28,12 +29,6 @@ async function makePool(options: Partial<KeyPoolOptions> = {}): Promise<KeyPool>
   });
   pools.push(pool);
   return pool;
-}
-
-function record<E extends PoolEventName>(pool: KeyPool, event: E): PoolEvents[E][] {
-  const seen: PoolEvents[E][] = [];
-  pool.on(event, (payload) => seen.push(payload));
-  return seen;
 }
 
 /** Leases the next key (round-robin) and reports `outcome` for it. */
@@ -47,15 +42,6 @@ const rateLimited = (seconds: number): ReleaseOutcome => ({
   ok: false,
   status: 429,
   headers: { 'retry-after': String(seconds) },
-});
-
-beforeEach(() => {
-  vi.useFakeTimers({ now: T0 });
-});
-
-afterEach(async () => {
-  for (const pool of pools.splice(0)) await pool.close();
-  vi.useRealTimers();
 });
 
 describe('lastResort', () => {

@@ -1,9 +1,10 @@
-import type { KeyPool, KeySpec, PoolEventName, PoolEvents } from '@keypool/spec';
+import type { KeyPool, KeySpec } from '@keypool/spec';
 import { memoryStore } from '@keypool/store-memory';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fromEnv } from './env.js';
 import { ConfigError, NoKeyAvailableError } from './errors.js';
 import { createKeyPool, type KeyPoolOptions } from './pool.js';
+import { onFakeClock, record } from './test-support.js';
 
 const T0 = Date.UTC(2026, 10, 26, 12, 0, 0);
 // Built at run time so nothing committed looks like a real key.
@@ -16,27 +17,12 @@ const key = (i: number, extra: Partial<KeySpec> = {}): KeySpec => ({
   ...extra,
 });
 
-const pools: KeyPool[] = [];
+const pools = onFakeClock(T0);
 async function makePool(keys: KeySpec[], options: Partial<KeyPoolOptions> = {}): Promise<KeyPool> {
   const pool = await createKeyPool({ store: memoryStore(), keys, maxWaitMs: 0, ...options });
   pools.push(pool);
   return pool;
 }
-
-function record<E extends PoolEventName>(pool: KeyPool, event: E): PoolEvents[E][] {
-  const seen: PoolEvents[E][] = [];
-  pool.on(event, (payload) => seen.push(payload));
-  return seen;
-}
-
-beforeEach(() => {
-  vi.useFakeTimers({ now: T0 });
-});
-
-afterEach(async () => {
-  for (const pool of pools.splice(0)) await pool.close();
-  vi.useRealTimers();
-});
 
 describe('organizations', () => {
   it('holds the keys of one organization to its shared rpm, whichever key declares it', async () => {

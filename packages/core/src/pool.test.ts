@@ -1,10 +1,11 @@
-import type { KeyPool, KeySpec, PoolEventName, PoolEvents } from '@keypool/spec';
+import type { KeyPool, KeySpec } from '@keypool/spec';
 import { memoryStore } from '@keypool/store-memory';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { generateMasterKey } from './crypto.js';
 import { KeypoolError, NoKeyAvailableError } from './errors.js';
 import { definePlugin } from './plugins.js';
 import { createKeyPool, type KeyPoolOptions } from './pool.js';
+import { onFakeClock, record } from './test-support.js';
 
 const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
 const SECRETS = [
@@ -22,17 +23,11 @@ function keys(count: number, extra: Partial<KeySpec> = {}): KeySpec[] {
   }));
 }
 
-const pools: KeyPool[] = [];
+const pools = onFakeClock(T0);
 async function makePool(options: Partial<KeyPoolOptions> = {}): Promise<KeyPool> {
   const pool = await createKeyPool({ store: memoryStore(), keys: keys(2), maxWaitMs: 0, ...options });
   pools.push(pool);
   return pool;
-}
-
-function record<E extends PoolEventName>(pool: KeyPool, event: E): PoolEvents[E][] {
-  const seen: PoolEvents[E][] = [];
-  pool.on(event, (payload) => seen.push(payload));
-  return seen;
 }
 
 async function use(pool: KeyPool, options: Parameters<KeyPool['acquire']>[0] = { provider: 'openai' }) {
@@ -40,15 +35,6 @@ async function use(pool: KeyPool, options: Parameters<KeyPool['acquire']>[0] = {
   await lease.release({ ok: true, usage: { inputTokens: 1, outputTokens: 1 } });
   return lease.alias;
 }
-
-beforeEach(() => {
-  vi.useFakeTimers({ now: T0 });
-});
-
-afterEach(async () => {
-  for (const pool of pools.splice(0)) await pool.close();
-  vi.useRealTimers();
-});
 
 describe('selection', () => {
   it('rotates round-robin across the keys of a provider', async () => {

@@ -82,6 +82,11 @@ async function makePool(options: Partial<KeyPoolOptions> = {}): Promise<KeyPool>
   return pool;
 }
 
+/** No background probes: only the caller's probe can bring a key back. */
+function quietPool(options: Partial<KeyPoolOptions> = {}): Promise<KeyPool> {
+  return makePool({ probes: undefined, ...options });
+}
+
 afterEach(async () => {
   for (const pool of pools.splice(0)) await pool.close();
   mock.reset();
@@ -245,21 +250,6 @@ describe('background probes', () => {
 });
 
 describe('recoverKey: a probe the caller ran passed', () => {
-  /** No background probes: only the caller's probe can bring a key back. */
-  async function quietPool(options: Partial<KeyPoolOptions> = {}): Promise<KeyPool> {
-    const pool = await createKeyPool({
-      store: memoryStore(),
-      plugins: [
-        definePlugin({ id: 'probe-test-openai', activate: (ctx) => void ctx.providers.register(provider) }),
-      ],
-      keys: [keySpec(0)],
-      maxWaitMs: 0,
-      ...options,
-    });
-    pools.push(pool);
-    return pool;
-  }
-
   /** What an operator's manual test does: the provider's probe with the key, then recoverKey. */
   async function testByHand(pool: KeyPool, actor: string) {
     const key = pool.keys()[0]!;
@@ -357,20 +347,6 @@ describe('recoverKey: a probe the caller ran passed', () => {
 });
 
 describe('testKey: an operator tests a key now', () => {
-  async function quietPool(options: Partial<KeyPoolOptions> = {}): Promise<KeyPool> {
-    const pool = await createKeyPool({
-      store: memoryStore(),
-      plugins: [
-        definePlugin({ id: 'probe-test-openai', activate: (ctx) => void ctx.providers.register(provider) }),
-      ],
-      keys: [keySpec(0)],
-      maxWaitMs: 0,
-      ...options,
-    });
-    pools.push(pool);
-    return pool;
-  }
-
   it('a pass brings the key back, audited key.test and key.probe by the actor', async () => {
     const pool = await quietPool();
     const key = pool.keys()[0]!;
