@@ -357,6 +357,56 @@ describe.skipIf(chromiumPath === undefined)('dashboard in chromium', () => {
     await expectAccessible(page);
   });
 
+  it('adds a key with an organization and a shared rpm through the form, and shows the organization', async () => {
+    await page.getByRole('link', { name: 'Admin' }).click();
+    await page.getByLabel(/^Alias/).fill('org-ui-1');
+    await page.getByLabel(/^Secret/).fill('sk-demo-org-ui-0000000000000000000001');
+    // A fallback tier, so the synthetic traffic leaves it alone.
+    await page.getByLabel(/^Tier/).fill('9');
+    await page.getByLabel('Org requests / minute').fill('5');
+
+    // Shared limits without an organization: said next to the field, focus on it, nothing sent.
+    await page.getByRole('button', { name: 'Add key' }).click();
+    const organization = page.getByLabel('Organization', { exact: true });
+    await expect
+      .poll(() => page.locator('#add-key-organization-error').textContent())
+      .toContain('need an organization');
+    expect(await organization.getAttribute('aria-invalid')).toBe('true');
+    expect(await page.evaluate(() => document.activeElement?.getAttribute('name'))).toBe('organization');
+    expect(await page.getByRole('dialog').count()).toBe(0);
+    expect(server.pool.keys().some((k) => k.alias === 'org-ui-1')).toBe(false);
+    await shot(page, '14-add-key-org-refused');
+    await expectAccessible(page);
+
+    await organization.fill('org-ui');
+    await expect.poll(() => page.locator('#add-key-organization-error').count()).toBe(0);
+    await page.getByRole('button', { name: 'Add key' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Add this key?' });
+    await expect.poll(() => dialog.textContent()).toContain('of organization org-ui');
+    await dialog.getByRole('button', { name: 'Add key' }).click();
+    await expect
+      .poll(() => page.getByTestId('toast').allTextContents())
+      .toContainEqual(expect.stringContaining('org-ui-1 added'));
+    const added = server.pool.keys().find((k) => k.alias === 'org-ui-1');
+    expect(added?.organization).toBe('org-ui');
+    expect(added?.orgLimits).toEqual({ rpm: 5 });
+
+    // One request on it: 4 of the organization's 5 a minute left, so the section shows that limit.
+    const lease = await server.pool.acquire({
+      provider: 'openai',
+      excludeKeyIds: server.pool.keys().flatMap((k) => (k.id === added?.id ? [] : [k.id])),
+    });
+    await lease.release({ ok: true });
+    await page.getByRole('link', { name: 'Overview' }).click();
+    const org = page.locator('tr[data-org="org:openai:org-ui"]');
+    await expect
+      .poll(() => org.getByRole('meter', { name: 'rpm headroom' }).getAttribute('value'), { timeout: 10_000 })
+      .toBe('80');
+    expect(await org.locator('th, td').allTextContents()).toEqual(['org-ui', 'openai', '1', 'rpm80%']);
+    await shot(page, '15-organization-from-form');
+    await expectAccessible(page);
+  });
+
   it('never puts the token in a URL', () => {
     for (const token of Object.values(server.tokens)) {
       expect(requestedUrls.filter((u) => u.includes(token))).toEqual([]);

@@ -1,6 +1,6 @@
 // Admin-only actions: add a key (write-only secret), import an env file, create API tokens.
 import { useQueryClient } from '@tanstack/react-query';
-import { type FormEvent, useRef, useState } from 'react';
+import { type FormEvent, type InputHTMLAttributes, useRef, useState } from 'react';
 import { ApiError } from '../api.js';
 import { ConfirmDialog, Dialog } from '../components/dialog.js';
 import { ScrollRegion } from '../components/scroll-region.js';
@@ -19,17 +19,99 @@ const LIMIT_FIELDS = [
   ['monthlyBudgetUsd', 'Monthly budget (USD)'],
 ] as const;
 
+type LimitName = (typeof LIMIT_FIELDS)[number][0];
+
+/** The form field of one of the organization's shared limits, beside the key's own of that name. */
+export const orgLimitField = (name: LimitName) => `orgLimits.${name}`;
+
+const fieldText = (form: FormData, name: string) => String(form.get(name) ?? '').trim();
+
+function limitsFromForm(form: FormData, field: (name: LimitName) => string): Record<string, number> {
+  const limits: Record<string, number> = {};
+  for (const [name] of LIMIT_FIELDS) {
+    const value = fieldText(form, field(name));
+    if (value !== '') limits[name] = Number(value);
+  }
+  return limits;
+}
+
 /** The POST /v1/keys body from the form; empty fields are left out. */
 export function keyBodyFromForm(form: FormData): Record<string, unknown> {
-  const text = (name: string) => String(form.get(name) ?? '').trim();
+  const text = (name: string) => fieldText(form, name);
   const body: Record<string, unknown> = { provider: text('provider'), secret: text('secret') };
   if (text('alias') !== '') body.alias = text('alias');
   if (text('priority') !== '') body.priority = Number(text('priority'));
   if (text('baseURL') !== '') body.baseURL = text('baseURL');
-  const limits: Record<string, number> = {};
-  for (const [name] of LIMIT_FIELDS) if (text(name) !== '') limits[name] = Number(text(name));
+  const limits = limitsFromForm(form, (name) => name);
   if (Object.keys(limits).length > 0) body.limits = limits;
+  if (text('organization') !== '') body.organization = text('organization');
+  const orgLimits = limitsFromForm(form, orgLimitField);
+  if (Object.keys(orgLimits).length > 0) body.orgLimits = orgLimits;
   return body;
+}
+
+/**
+ * The API's checks of limits and organization, by field name, so a refusal shows next to its field
+ * before anything (the secret included) leaves the browser; empty when the form can go. The browser
+ * checks the rest (secret, alias pattern, URL, tier range) from the inputs' attributes.
+ */
+export function keyFormErrors(form: FormData): Record<string, string> {
+  const errors: Record<string, string> = {};
+  for (const field of LIMIT_FIELDS.flatMap(([name]) => [name, orgLimitField(name)])) {
+    const value = fieldText(form, field);
+    const number = Number(value);
+    if (value !== '' && !(Number.isFinite(number) && number > 0))
+      errors[field] = 'Must be a number above 0, or empty for no limit.';
+  }
+  const hasOrgLimits = LIMIT_FIELDS.some(([name]) => fieldText(form, orgLimitField(name)) !== '');
+  if (hasOrgLimits && fieldText(form, 'organization') === '')
+    errors.organization = 'Org limits need an organization: name it, or clear the org limits.';
+  return errors;
+}
+
+const errorId = (field: string) => `add-key-${field}-error`;
+
+/**
+ * A labelled input of the add-key form that says inside its label what is wrong with it; the input
+ * is named by the label's text alone, so the error is its description, not part of its name.
+ */
+function CheckedField({
+  label,
+  error,
+  describedBy,
+  ...input
+}: {
+  label: string;
+  error: string | undefined;
+  /** Help text the field points at besides its error. */
+  describedBy?: string;
+} & InputHTMLAttributes<HTMLInputElement> & { name: string }) {
+  const labelId = `add-key-${input.name}-label`;
+  const descriptions = [describedBy, error === undefined ? undefined : errorId(input.name)].filter(
+    (id) => id !== undefined,
+  );
+  return (
+    <label>
+      <span id={labelId}>{label}</span>
+      <input
+        {...input}
+        aria-labelledby={labelId}
+        aria-invalid={error !== undefined}
+        aria-describedby={descriptions.length > 0 ? descriptions.join(' ') : undefined}
+      />
+      {error !== undefined && (
+        <span id={errorId(input.name)} className="error small field-error">
+          {error}
+        </span>
+      )}
+    </label>
+  );
+}
+
+function LimitField({ name, label, error }: { name: string; label: string; error: string | undefined }) {
+  return (
+    <CheckedField name={name} label={label} error={error} type="number" step="any" placeholder="no limit" />
+  );
 }
 
 function useRefreshAfterAdminAction() {
@@ -49,16 +131,32 @@ function AddKey() {
   const formRef = useRef<HTMLFormElement>(null);
   // The secret lives here only between "Add key" and the confirmation; never in React state.
   const pending = useRef<Record<string, unknown> | undefined>(undefined);
-  const [confirming, setConfirming] = useState<{ provider: string; alias?: string } | undefined>();
+  const [confirming, setConfirming] = useState<
+    { provider: string; alias?: string; organization?: string } | undefined
+  >();
   const [busy, setBusy] = useState(false);
+  const [errors, setErrors] = useState<Record<string, string>>({});
 
   const submit = (event: FormEvent<HTMLFormElement>) => {
     event.preventDefault();
-    const body = keyBodyFromForm(new FormData(event.currentTarget));
+    const form = new FormData(event.currentTarget);
+    const found = keyFormErrors(form);
+    setErrors(found);
+    if (Object.keys(found).length > 0) {
+      // The first field in the form's order, so keyboard and screen-reader users land on it.
+      const first = Array.from(event.currentTarget.elements).find(
+        (element): element is HTMLInputElement =>
+          element instanceof HTMLInputElement && element.name in found,
+      );
+      first?.focus();
+      return;
+    }
+    const body = keyBodyFromForm(form);
     pending.current = body;
     setConfirming({
       provider: String(body.provider),
       ...(typeof body.alias === 'string' && { alias: body.alias }),
+      ...(typeof body.organization === 'string' && { organization: body.organization }),
     });
   };
   const cancel = () => {
@@ -86,7 +184,18 @@ function AddKey() {
   return (
     <section className="section card" aria-labelledby="add-key">
       <h2 id="add-key">Add a key</h2>
-      <form ref={formRef} onSubmit={submit} className="form-grid" autoComplete="off">
+      <form
+        ref={formRef}
+        onSubmit={submit}
+        // Once errors show, they follow the fields as they are fixed.
+        onChange={
+          Object.keys(errors).length > 0
+            ? (event) => setErrors(keyFormErrors(new FormData(event.currentTarget)))
+            : undefined
+        }
+        className="form-grid"
+        autoComplete="off"
+      >
         <label>
           <span>Provider</span>
           <select name="provider" defaultValue="openai">
@@ -115,10 +224,28 @@ function AddKey() {
           <input name="baseURL" type="url" placeholder="provider default" />
         </label>
         {LIMIT_FIELDS.map(([name, label]) => (
-          <label key={name}>
-            <span>{label}</span>
-            <input name={name} type="number" min={0} step="any" placeholder="no limit" />
-          </label>
+          <LimitField key={name} name={name} label={label} error={errors[name]} />
+        ))}
+        <p id="add-key-org-help" className="wide muted small">
+          Keys of one provider and organization share the organization's limits; where their values differ,
+          the strictest applies.
+        </p>
+        <CheckedField
+          name="organization"
+          label="Organization"
+          error={errors.organization}
+          describedBy="add-key-org-help"
+          maxLength={200}
+          placeholder="none"
+          spellCheck={false}
+        />
+        {LIMIT_FIELDS.map(([name, label]) => (
+          <LimitField
+            key={name}
+            name={orgLimitField(name)}
+            label={`Org ${label.charAt(0).toLowerCase()}${label.slice(1)}`}
+            error={errors[orgLimitField(name)]}
+          />
         ))}
         <div className="wide">
           <button type="submit" className="primary">
@@ -135,8 +262,9 @@ function AddKey() {
         onConfirm={() => void confirm()}
       >
         <p>
-          A {confirming?.provider} key{confirming?.alias !== undefined ? ` named ${confirming.alias}` : ''}{' '}
-          joins the pool and starts taking traffic. Its secret is encrypted and never shown again.
+          A {confirming?.provider} key{confirming?.alias !== undefined ? ` named ${confirming.alias}` : ''}
+          {confirming?.organization !== undefined ? ` of organization ${confirming.organization}` : ''} joins
+          the pool and starts taking traffic. Its secret is encrypted and never shown again.
         </p>
       </ConfirmDialog>
     </section>

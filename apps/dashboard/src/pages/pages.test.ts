@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { dailySeries } from '../daily-series.js';
 import { describeEvent } from '../live.js';
-import { keyBodyFromForm } from './admin.js';
+import { keyBodyFromForm, keyFormErrors, orgLimitField } from './admin.js';
 import { groupLabel, usageCsv } from './usage.js';
 
 describe('usage export', () => {
@@ -74,6 +74,58 @@ describe('add key form', () => {
       alias: 'team-a',
       limits: { rpm: 500, monthlyBudgetUsd: 25.5 },
     });
+  });
+
+  const keyForm = (fields: Record<string, string>) => {
+    const form = new FormData();
+    form.set('provider', 'openai');
+    form.set('secret', 'sk-x');
+    for (const [name, value] of Object.entries(fields)) form.set(name, value);
+    return form;
+  };
+
+  it("sends the organization and its shared limits apart from the key's own", () => {
+    const form = keyForm({
+      organization: ' org-a ',
+      rpm: '100',
+      [orgLimitField('rpm')]: '500',
+      [orgLimitField('tpm')]: '',
+      [orgLimitField('monthlyBudgetUsd')]: '40',
+    });
+    expect(keyFormErrors(form)).toEqual({});
+    expect(keyBodyFromForm(form)).toEqual({
+      provider: 'openai',
+      secret: 'sk-x',
+      limits: { rpm: 100 },
+      organization: 'org-a',
+      orgLimits: { rpm: 500, monthlyBudgetUsd: 40 },
+    });
+    // An organization alone groups the key without shared limits.
+    expect(keyFormErrors(keyForm({ organization: 'org-a' }))).toEqual({});
+    expect(keyBodyFromForm(keyForm({ organization: 'org-a' }))).not.toHaveProperty('orgLimits');
+  });
+
+  it('refuses org limits without an organization, as the API does, on the organization field', () => {
+    const errors = keyFormErrors(keyForm({ organization: '  ', [orgLimitField('tpm')]: '9000' }));
+    expect(Object.keys(errors)).toEqual(['organization']);
+    expect(errors.organization).toMatch(/need an organization/);
+  });
+
+  it("refuses limits that are not above 0, the key's and the organization's", () => {
+    const errors = keyFormErrors(
+      keyForm({
+        organization: 'org-a',
+        rpm: '0',
+        tokensPerDay: '-5',
+        [orgLimitField('requestsPerDay')]: '0',
+        [orgLimitField('rpm')]: 'many',
+        [orgLimitField('tpm')]: '0.5',
+      }),
+    );
+    expect(Object.keys(errors).sort()).toEqual(
+      ['rpm', 'tokensPerDay', orgLimitField('requestsPerDay'), orgLimitField('rpm')].sort(),
+    );
+    expect(errors.rpm).toBe('Must be a number above 0, or empty for no limit.');
   });
 });
 
