@@ -26,6 +26,11 @@ export interface Connection {
    * send named (server-side prepared) statements, which Kysely does not.
    */
   pgPool?: () => Promise<PgQueryable>;
+  /**
+   * MySQL opened from a URL: the pool allows multi-statement queries, so the hot path sends a
+   * transaction's statements in one or two round trips instead of one each.
+   */
+  hasMultiStatements?: boolean;
 }
 
 /** The part of a `pg` Pool the hot path uses: a query with a statement name. */
@@ -59,11 +64,12 @@ export function connect(url: string): Connection {
       dialect: new MysqlDialect({
         pool: async () => {
           const mysql = await import('mysql2').catch(missingDriver('mysql2', 'MySQL/MariaDB'));
-          return mysql.createPool({ uri, connectionLimit: 10 });
+          // Safe here: every statement the store sends binds its values as parameters.
+          return mysql.createPool({ uri, connectionLimit: 10, multipleStatements: true });
         },
       }),
     });
-    return { db, dialect: 'mysql', isOwned: true, lockId: db, isMemory: false };
+    return { db, dialect: 'mysql', isOwned: true, lockId: db, isMemory: false, hasMultiStatements: true };
   }
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');

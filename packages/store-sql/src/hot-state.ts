@@ -13,7 +13,7 @@ import type {
   SettleResult,
   UsageSnapshotQuery,
 } from '@keypool/spec';
-import { sql } from 'kysely';
+import { CompiledQuery, type RawBuilder, sql } from 'kysely';
 import type { AnyKysely, PgQueryable } from './connection.js';
 import { num, type SqlContext } from './context.js';
 import { postgresHotPath } from './postgres-hot-path.js';
@@ -68,9 +68,28 @@ const expiredLeaseRetentionMs = 24 * 60 * 60_000;
 export interface NativeHandles {
   sqliteNative?: () => Promise<DatabaseSync>;
   pgPool?: () => Promise<PgQueryable>;
+  /** MySQL opened from a URL: the pool takes multi-statement queries (see `Connection`). */
+  hasMultiStatements?: boolean;
 }
 
-export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: NativeHandles = {}) {
+/** A statement built on some Kysely instance: run on its own, or compiled into a batch. */
+interface Statement {
+  compile(): CompiledQuery;
+  execute(): Promise<unknown>;
+}
+
+const rawStatement = (db: AnyKysely, query: RawBuilder<unknown>): Statement => ({
+  compile: () => query.compile(db),
+  execute: () => query.execute(db),
+});
+
+/** One round trip's statements on MySQL (a multi-statement query): each one's result, in order. */
+type SendBatch = (statements: readonly CompiledQuery[]) => Promise<unknown[]>;
+
+export function hotStateMethods(
+  ctx: SqlContext,
+  { sqliteNative, pgPool, hasMultiStatements }: NativeHandles = {},
+) {
   const t = (name: Parameters<SqlContext['t']>[0]) => ctx.t(name);
   let lastPurgeAt = Number.NEGATIVE_INFINITY;
   const hotTransaction = <T>(fn: (tx: AnyKysely) => Promise<T>) => ctx.transaction(fn, { isHotState: true });
@@ -84,11 +103,54 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
   // your own Kysely instance runs the TypeScript path below and keeps the totals with it.
   const sq = ctx.dialect === 'sqlite' && sqliteNative ? sqliteHotPath(ctx, sqliteNative) : undefined;
   const tsTotals = ctx.dialect === 'sqlite' && !sq;
+  // MySQL opened from a URL: reserve and settle send their transaction's statements in two
+  // round trips (the reads that decide, then the writes with the commit) instead of one each.
+  const isBatched = ctx.dialect === 'mysql' && hasMultiStatements === true;
+
+  function selectStatesQuery(db: AnyKysely, ids: readonly string[]) {
+    let q = db.selectFrom(t('key_state')).selectAll().where('key_id', 'in', ids).orderBy('key_id');
+    if (ctx.hasRowLocks) q = q.forUpdate();
+    return q;
+  }
 
   async function selectStates(tx: AnyKysely, ids: readonly string[]): Promise<Row[]> {
-    let q = tx.selectFrom(t('key_state')).selectAll().where('key_id', 'in', ids).orderBy('key_id');
-    if (ctx.hasRowLocks) q = q.forUpdate();
-    return q.execute();
+    return selectStatesQuery(tx, ids).execute();
+  }
+
+  /** MySQL's no-op upsert that creates missing state rows and takes their exclusive locks (see `lockStates`). */
+  function upsertStatesQuery(db: AnyKysely, ids: readonly string[]) {
+    return db
+      .insertInto(t('key_state'))
+      .values(ids.map((id) => stateToRow(defaultState(id))))
+      .onDuplicateKeyUpdate({ key_id: sql.ref('key_id') });
+  }
+
+  /**
+   * Runs `fn` on one connection, retried as transactions are; `fn` sends its statements with
+   * `send`, its first batch opening the transaction and its last committing it. On an error the
+   * transaction is rolled back (a no-op when none is open).
+   */
+  function batchedTransaction<T>(fn: (send: SendBatch) => Promise<T>): Promise<T> {
+    return ctx.retrying(() =>
+      ctx.root.connection().execute(async (conn) => {
+        const send: SendBatch = async (statements) => {
+          const text = statements.map((s) => s.sql).join(';\n');
+          const parameters = statements.flatMap((s) => s.parameters);
+          const { rows } = await conn.executeQuery(CompiledQuery.raw(text, [...parameters]));
+          // mysql2 answers a multi-statement query with one result per statement.
+          return statements.length === 1 ? [rows] : rows;
+        };
+        try {
+          return await fn(send);
+        } catch (error) {
+          await sql
+            .raw('rollback')
+            .execute(conn)
+            .catch(() => undefined);
+          throw error;
+        }
+      }),
+    );
   }
 
   /**
@@ -110,11 +172,7 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
         .returningAll()
         .execute();
     } else if (ctx.dialect === 'mysql') {
-      await tx
-        .insertInto(t('key_state'))
-        .values(defaults)
-        .onDuplicateKeyUpdate({ key_id: sql.ref('key_id') })
-        .execute();
+      await upsertStatesQuery(tx, ids).execute();
       rows = await selectStates(tx, ids);
     } else {
       rows = await selectStates(tx, ids);
@@ -132,10 +190,20 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
   async function readConsumption(
     db: AnyKysely,
     ids: readonly string[],
-    q: { now: number; windowMs: number; day: string; month: string },
+    q: ConsumptionQuery,
     parts: { window: boolean; counters: boolean },
   ): Promise<Map<string, Consumption>> {
-    const byKey = new Map<string, Consumption>(ids.map((id) => [id, emptyConsumption()]));
+    const query = consumptionQuery(ids, q, parts);
+    const rows = query ? (await query.execute(db)).rows : [];
+    return consumptionByKey(ids, q, rows);
+  }
+
+  /** The select of `readConsumption`; undefined when neither part is needed. */
+  function consumptionQuery(
+    ids: readonly string[],
+    q: ConsumptionQuery,
+    parts: { window: boolean; counters: boolean },
+  ): RawBuilder<Row> | undefined {
     const selects = [];
     const idList = sql.join(ids);
     if (parts.window) {
@@ -148,8 +216,16 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
       selects.push(sql`select key_id, window_id, requests as a, tokens as b, cost_usd as c
         from ${ctx.ref('counters')} where key_id in (${idList}) and window_id in (${q.day}, ${q.month})`);
     }
-    if (selects.length === 0) return byKey;
-    const { rows } = await sql<Row>`${sql.join(selects, sql` union all `)}`.execute(db);
+    if (selects.length === 0) return undefined;
+    return sql<Row>`${sql.join(selects, sql` union all `)}`;
+  }
+
+  function consumptionByKey(
+    ids: readonly string[],
+    q: ConsumptionQuery,
+    rows: readonly Row[],
+  ): Map<string, Consumption> {
+    const byKey = new Map<string, Consumption>(ids.map((id) => [id, emptyConsumption()]));
     for (const r of rows) {
       const c = byKey.get(String(r.key_id));
       if (!c) continue;
@@ -196,7 +272,7 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
    * Window entries (unstamped: in flight), day/month counters, lease and (for a probe) the
    * breaker's probe slot (MySQL, SQLite); the key's and, for a lease with `sharedId`, its group's.
    */
-  async function recordReservation(tx: AnyKysely, lease: LeaseRecord, now: number): Promise<void> {
+  function reservationStatements(db: AnyKysely, lease: LeaseRecord, now: number): Statement[] {
     const entries = chargedIds(lease).map((keyId) => ({
       lease_id: lease.id,
       key_id: keyId,
@@ -206,11 +282,14 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
     }));
     const add = { requests: 1, tokens: lease.estimatedTokens, costUsd: lease.estimatedCostUsd };
     const probe = { breaker: 'half-open', probe_lease_id: lease.id, updated_at: now };
-    await tx.insertInto(t('window_entries')).values(entries).execute();
-    await countersUpsert(chargedIds(lease), [lease.day, lease.month], add).execute(tx);
-    await tx.insertInto(t('leases')).values(leaseToRow(lease)).execute();
+    const statements: Statement[] = [
+      db.insertInto(t('window_entries')).values(entries),
+      rawStatement(db, countersUpsert(chargedIds(lease), [lease.day, lease.month], add)),
+      db.insertInto(t('leases')).values(leaseToRow(lease)),
+    ];
     if (lease.isProbe)
-      await tx.updateTable(t('key_state')).set(probe).where('key_id', '=', lease.keyId).execute();
+      statements.push(db.updateTable(t('key_state')).set(probe).where('key_id', '=', lease.keyId));
+    return statements;
   }
 
   /**
@@ -234,13 +313,75 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
     }
   }
 
-  async function freeProbeSlots(tx: AnyKysely, leaseIds: readonly string[]): Promise<void> {
-    if (leaseIds.length === 0) return;
-    await tx
+  function freeProbeSlotsQuery(db: AnyKysely, leaseIds: readonly string[]) {
+    return db
       .updateTable(t('key_state'))
       .set({ probe_lease_id: null })
-      .where('probe_lease_id', 'in', leaseIds)
-      .execute();
+      .where('probe_lease_id', 'in', leaseIds);
+  }
+
+  async function freeProbeSlots(tx: AnyKysely, leaseIds: readonly string[]): Promise<void> {
+    if (leaseIds.length === 0) return;
+    await freeProbeSlotsQuery(tx, leaseIds).execute();
+  }
+
+  /**
+   * A settle's writes once its lease is claimed, in its lock order: the lease goes (settled leases
+   * are deleted, as on the hot paths: nothing reads them afterwards), then key_state before
+   * counters (reserve's order, so the two never deadlock).
+   */
+  function settleStatements(
+    db: AnyKysely,
+    lease: LeaseRecord,
+    settlement: Settlement,
+    outcome: { wasActive: boolean; isExpired: boolean },
+  ): Statement[] {
+    const statements: Statement[] = [db.deleteFrom(t('leases')).where('id', '=', lease.id)];
+    if (outcome.wasActive && lease.isProbe) statements.push(freeProbeSlotsQuery(db, [lease.id]));
+    // An entry swept earlier is stamped already; an active lease's entry is stamped now.
+    if (outcome.wasActive) {
+      const entry = outcome.isExpired
+        ? { stamp: lease.expiresAt, tokens: lease.estimatedTokens }
+        : { stamp: settledStamp(lease, settlement), tokens: settlement.tokens };
+      // The whole primary key: MySQL then locks the rows alone, not the gaps beside them.
+      statements.push(
+        db
+          .updateTable(t('window_entries'))
+          .set(entry)
+          .where('lease_id', '=', lease.id)
+          .where('key_id', 'in', chargedIds(lease)),
+      );
+    }
+    if (!outcome.isExpired) {
+      statements.push(
+        db
+          .updateTable(t('counters'))
+          .set({
+            tokens: sql`tokens + ${settlement.tokens - lease.estimatedTokens}`,
+            cost_usd: sql`cost_usd + ${settlement.costUsd - lease.estimatedCostUsd}`,
+          })
+          .where('key_id', 'in', chargedIds(lease))
+          .where('window_id', 'in', [lease.day, lease.month]),
+      );
+    }
+    // Same transaction as the lease claim: the record lands once, with the settlement or not at all.
+    if (settlement.usage) statements.push(db.insertInto(t('usage')).values(usageToRow(settlement.usage)));
+    return statements;
+  }
+
+  /** The expiries of probe leases still in flight (a probe in flight recovers when its lease expires). */
+  function probeExpiriesQuery(db: AnyKysely, leaseIds: readonly string[]) {
+    return db
+      .selectFrom(t('leases'))
+      .select('expires_at')
+      .where('id', 'in', leaseIds)
+      .where('status', '=', 'active');
+  }
+
+  function selectLeaseQuery(db: AnyKysely, leaseId: string) {
+    let q = db.selectFrom(t('leases')).selectAll().where('id', '=', leaseId);
+    if (ctx.hasRowLocks) q = q.forUpdate();
+    return q;
   }
 
   async function purgeOld(now: number): Promise<void> {
@@ -293,108 +434,90 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
             l.monthlyBudgetUsd !== undefined,
         ),
       };
+      if (isBatched) {
+        return batchedTransaction(async (send) => {
+          // One round trip: open, lock (creating missing rows) and read; the same statements as lockStates and
+          // readConsumption, in the same order.
+          const consumptionSelect = consumptionQuery(ids, request, parts);
+          const results = await send([
+            CompiledQuery.raw('begin'),
+            upsertStatesQuery(ctx.db, ids).compile(),
+            selectStatesQuery(ctx.db, ids).compile(),
+            ...(consumptionSelect ? [consumptionSelect.compile(ctx.db)] : []),
+          ]);
+          const states = new Map(
+            (results[2] as Row[]).map((r) => [String(r.key_id), stateFromRow(r)] as const),
+          );
+          const consumption = consumptionByKey(ids, request, (results[3] ?? []) as Row[]);
+          const decision = decide(request, states, consumption);
+          // The other: the writes (or the probe leases' expiries) and the commit.
+          if (decision.ok) {
+            const writes = reservationStatements(ctx.db, decision.lease, request.now).map((s) => s.compile());
+            await send([...writes, CompiledQuery.raw('commit')]);
+            return decision;
+          }
+          const { probesInFlight } = decision;
+          if (probesInFlight.length === 0) {
+            await send([CompiledQuery.raw('commit')]);
+            return refusal(request, decision);
+          }
+          const [expiries] = await send([
+            probeExpiriesQuery(ctx.db, probesInFlight).compile(),
+            CompiledQuery.raw('commit'),
+          ]);
+          return refusal(request, decision, expiries as Row[]);
+        });
+      }
       return hotTransaction(async (tx) => {
         const states = await lockStates(tx, ids);
         const consumption = await readConsumption(tx, ids, request, parts);
-        const reasons: Record<string, IneligibleReason> = {};
-        const retryAts: Array<number | null> = [];
-        const probesInFlight: string[] = [];
-        for (const candidate of request.candidates) {
-          if (reasons[candidate.keyId]) continue;
-          const state = states.get(candidate.keyId) ?? defaultState(candidate.keyId);
-          let verdict = check(
-            candidate,
-            state,
-            consumption.get(candidate.keyId) ?? emptyConsumption(),
-            request,
-          );
-          // The group's limits only once the key passes: a refusal names the key's own reason first.
-          if (verdict.ok && candidate.shared) {
-            const { id, limits } = candidate.shared;
-            verdict = checkLimits(limits, consumption.get(id) ?? emptyConsumption(), request) ?? verdict;
+        const decision = decide(request, states, consumption);
+        if (decision.ok) {
+          for (const statement of reservationStatements(tx, decision.lease, request.now)) {
+            await statement.execute();
           }
-          if (verdict.ok) {
-            const lease: LeaseRecord = {
-              id: request.leaseId,
-              keyId: candidate.keyId,
-              estimatedTokens: request.estimatedTokens,
-              estimatedCostUsd: request.estimatedCostUsd,
-              reservedAt: request.now,
-              expiresAt: request.now + request.leaseTtlMs,
-              day: request.day,
-              month: request.month,
-              isProbe: verdict.isProbe,
-            };
-            if (request.model !== undefined) lease.model = request.model;
-            if (candidate.shared) lease.sharedId = candidate.shared.id;
-            if (request.meta !== undefined) lease.meta = request.meta;
-            await recordReservation(tx, lease, request.now);
-            if (tsTotals) await refreshTotals(tx, chargedIds(lease), request.now);
-            return { ok: true, lease };
-          }
-          reasons[candidate.keyId] = verdict.reason;
-          if (verdict.reason === 'probe-in-flight') probesInFlight.push(state.probeLeaseId!);
-          else retryAts.push(verdict.retryAt);
+          if (tsTotals) await refreshTotals(tx, chargedIds(decision.lease), request.now);
+          return decision;
         }
         // Rare: a probe in flight recovers when its lease expires.
-        if (probesInFlight.length > 0) {
-          const rows = await tx
-            .selectFrom(t('leases'))
-            .select('expires_at')
-            .where('id', 'in', probesInFlight)
-            .where('status', '=', 'active')
-            .execute();
-          for (const r of rows) retryAts.push(num(r.expires_at));
-        }
-        const known = retryAts.filter((at): at is number => at !== null);
-        const retryAfterMs = known.length > 0 ? Math.max(0, Math.min(...known) - request.now) : null;
-        return { ok: false, retryAfterMs, reasons };
+        const expiries =
+          decision.probesInFlight.length > 0
+            ? await probeExpiriesQuery(tx, decision.probesInFlight).execute()
+            : [];
+        return refusal(request, decision, expiries);
       });
     },
 
     async settle(leaseId: string, settlement: Settlement): Promise<SettleResult> {
       if (pg) return pg.settle(leaseId, settlement);
       if (sq) return sq.settle(leaseId, settlement);
+      if (isBatched) {
+        return batchedTransaction(async (send) => {
+          // One round trip claims the lease; the other writes and commits.
+          const [, rows] = await send([
+            CompiledQuery.raw('begin'),
+            selectLeaseQuery(ctx.db, leaseId).compile(),
+          ]);
+          const row = (rows as Row[])[0];
+          if (!row || row.status === 'settled') {
+            await send([CompiledQuery.raw('commit')]);
+            return { status: 'already-settled' };
+          }
+          const lease = leaseFromRow(row);
+          const outcome = settleOutcome(row, lease, settlement);
+          const writes = settleStatements(ctx.db, lease, settlement, outcome).map((s) => s.compile());
+          await send([...writes, CompiledQuery.raw('commit')]);
+          return { status: outcome.isExpired ? 'expired' : 'settled', lease };
+        });
+      }
       return hotTransaction(async (tx) => {
-        let q = tx.selectFrom(t('leases')).selectAll().where('id', '=', leaseId);
-        if (ctx.hasRowLocks) q = q.forUpdate();
-        const row = await q.executeTakeFirst();
+        const row = await selectLeaseQuery(tx, leaseId).executeTakeFirst();
         if (!row || row.status === 'settled') return { status: 'already-settled' };
         const lease = leaseFromRow(row);
-        const wasActive = row.status === 'active';
-        // Settled leases are deleted, as on the hot paths (nothing reads them afterwards).
-        await tx.deleteFrom(t('leases')).where('id', '=', leaseId).execute();
-        // Lock order matches reserve's (key_state before counters), so the two never deadlock.
-        if (wasActive && lease.isProbe) await freeProbeSlots(tx, [lease.id]);
-        const isExpired = !wasActive || lease.expiresAt <= settlement.now;
-        // An entry swept earlier is stamped already; an active lease's entry is stamped now.
-        if (wasActive) {
-          const entry = isExpired
-            ? { stamp: lease.expiresAt, tokens: lease.estimatedTokens }
-            : { stamp: settledStamp(lease, settlement), tokens: settlement.tokens };
-          // The whole primary key: MySQL then locks the rows alone, not the gaps beside them.
-          await tx
-            .updateTable(t('window_entries'))
-            .set(entry)
-            .where('lease_id', '=', leaseId)
-            .where('key_id', 'in', chargedIds(lease))
-            .execute();
-          if (tsTotals) await refreshTotals(tx, chargedIds(lease), settlement.now);
-        }
-        if (!isExpired) {
-          await tx
-            .updateTable(t('counters'))
-            .set({
-              tokens: sql`tokens + ${settlement.tokens - lease.estimatedTokens}`,
-              cost_usd: sql`cost_usd + ${settlement.costUsd - lease.estimatedCostUsd}`,
-            })
-            .where('key_id', 'in', chargedIds(lease))
-            .where('window_id', 'in', [lease.day, lease.month])
-            .execute();
-        }
-        // Same transaction as the lease claim: the record lands once, with the settlement or not at all.
-        if (settlement.usage) await tx.insertInto(t('usage')).values(usageToRow(settlement.usage)).execute();
-        return { status: isExpired ? 'expired' : 'settled', lease };
+        const outcome = settleOutcome(row, lease, settlement);
+        for (const statement of settleStatements(tx, lease, settlement, outcome)) await statement.execute();
+        if (tsTotals && outcome.wasActive) await refreshTotals(tx, chargedIds(lease), settlement.now);
+        return { status: outcome.isExpired ? 'expired' : 'settled', lease };
       });
     },
 
@@ -557,6 +680,77 @@ export function hotStateMethods(ctx: SqlContext, { sqliteNative, pgPool }: Nativ
       });
     },
   };
+}
+
+type ConsumptionQuery = { now: number; windowMs: number; day: string; month: string };
+
+type Decision =
+  | { ok: true; lease: LeaseRecord }
+  | {
+      ok: false;
+      reasons: Record<string, IneligibleReason>;
+      retryAts: Array<number | null>;
+      probesInFlight: string[];
+    };
+
+/** The first candidate that passes its checks (and its group's) gets the lease; the others say why not. */
+function decide(
+  request: ReserveRequest,
+  states: ReadonlyMap<string, KeyState>,
+  consumption: ReadonlyMap<string, Consumption>,
+): Decision {
+  const reasons: Record<string, IneligibleReason> = {};
+  const retryAts: Array<number | null> = [];
+  const probesInFlight: string[] = [];
+  for (const candidate of request.candidates) {
+    if (reasons[candidate.keyId]) continue;
+    const state = states.get(candidate.keyId) ?? defaultState(candidate.keyId);
+    let verdict = check(candidate, state, consumption.get(candidate.keyId) ?? emptyConsumption(), request);
+    // The group's limits only once the key passes: a refusal names the key's own reason first.
+    if (verdict.ok && candidate.shared) {
+      const { id, limits } = candidate.shared;
+      verdict = checkLimits(limits, consumption.get(id) ?? emptyConsumption(), request) ?? verdict;
+    }
+    if (verdict.ok) {
+      const lease: LeaseRecord = {
+        id: request.leaseId,
+        keyId: candidate.keyId,
+        estimatedTokens: request.estimatedTokens,
+        estimatedCostUsd: request.estimatedCostUsd,
+        reservedAt: request.now,
+        expiresAt: request.now + request.leaseTtlMs,
+        day: request.day,
+        month: request.month,
+        isProbe: verdict.isProbe,
+      };
+      if (request.model !== undefined) lease.model = request.model;
+      if (candidate.shared) lease.sharedId = candidate.shared.id;
+      if (request.meta !== undefined) lease.meta = request.meta;
+      return { ok: true, lease };
+    }
+    reasons[candidate.keyId] = verdict.reason;
+    if (verdict.reason === 'probe-in-flight') probesInFlight.push(state.probeLeaseId!);
+    else retryAts.push(verdict.retryAt);
+  }
+  return { ok: false, reasons, retryAts, probesInFlight };
+}
+
+/** A refused reservation's answer; `probeExpiries`: the expiries of the probe leases still in flight. */
+function refusal(
+  request: ReserveRequest,
+  decision: Extract<Decision, { ok: false }>,
+  probeExpiries: readonly Row[] = [],
+): ReserveResult {
+  const retryAts = [...decision.retryAts, ...probeExpiries.map((r) => num(r.expires_at))];
+  const known = retryAts.filter((at): at is number => at !== null);
+  const retryAfterMs = known.length > 0 ? Math.max(0, Math.min(...known) - request.now) : null;
+  return { ok: false, retryAfterMs, reasons: decision.reasons };
+}
+
+/** Whether a claimed lease was still active, and whether it settles as expired. */
+function settleOutcome(row: Row, lease: LeaseRecord, settlement: Settlement) {
+  const wasActive = row.status === 'active';
+  return { wasActive, isExpired: !wasActive || lease.expiresAt <= settlement.now };
 }
 
 type Refusal = { ok: false; reason: IneligibleReason; retryAt: number | null };

@@ -1,6 +1,7 @@
 import type { ReserveRequest, Settlement, Store } from '@keypool/spec';
 import { memoryStore } from '@keypool/store-memory';
-import { Kysely, SqliteDialect, sql } from 'kysely';
+import { Kysely, MysqlDialect, SqliteDialect, sql } from 'kysely';
+import { createPool } from 'mysql2';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { AnyKysely } from './connection.js';
 import { sqlStore } from './index.js';
@@ -9,6 +10,11 @@ import { target } from './test-fixture.js';
 
 const run = target('postgres');
 const isUp = await run.setUp();
+// MariaDB, when up: the batched path (a store opened from a URL) and the statement-per-round-trip
+// one (your own Kysely instance), each in its own namespace.
+const mysqlBatched = target('mysql');
+const mysqlOwn = target('mysql');
+const isMysqlUp = isUp && (await mysqlBatched.setUp()) && (await mysqlOwn.setUp());
 
 /** Small deterministic PRNG, so a failing sequence can be replayed. */
 function prng(seed: number) {
@@ -21,10 +27,13 @@ function prng(seed: number) {
 
 // The PL/pgSQL functions and SQLite's synchronous hot path keep the sliding window as running
 // totals (in flight, stamped above a floor); the TypeScript path (SQLite on your own Kysely
-// instance) counts the entries; the memory store is the reference implementation. Fed the same
-// sequence, they must decide alike, every time.
-describe.skipIf(!isUp)('sql:postgres functions vs SQLite hot path vs the TypeScript path', () => {
-  afterAll(() => run.tearDown());
+// instance; MariaDB, batched or a statement at a time) counts the entries; the memory store is the
+// reference implementation. Fed the same sequence, they must decide alike, every time.
+describe.skipIf(!isUp)('sql:postgres functions vs SQLite hot path vs the TypeScript paths', () => {
+  afterAll(async () => {
+    await run.tearDown();
+    if (isMysqlUp) await Promise.all([mysqlBatched.tearDown(), mysqlOwn.tearDown()]);
+  });
 
   it('decide every reservation, settlement and expiry as the memory store does (time moving forward)', async () => {
     const memory = memoryStore();
@@ -51,7 +60,27 @@ describe.skipIf(!isUp)('sql:postgres functions vs SQLite hot path vs the TypeScr
     });
     const typescriptPath = sqlStore({ db: ownKysely, dialect: 'sqlite', migrate: true });
     await typescriptPath.init!();
-    const stores: Store[] = [pg, reference, typescriptPath, ...options.extra];
+    const mysqlStores: Array<{ store: Store & { db: AnyKysely }; prefix: string }> = [];
+    let mysqlKysely: AnyKysely | undefined;
+    if (isMysqlUp) {
+      await mysqlBatched.empty();
+      await mysqlOwn.empty();
+      mysqlKysely = new Kysely({
+        dialect: new MysqlDialect({ pool: createPool({ uri: mysqlOwn.options.url }) }),
+      });
+      const own = sqlStore({ db: mysqlKysely, dialect: 'mysql', tablePrefix: mysqlOwn.options.tablePrefix });
+      mysqlStores.push(
+        { store: mysqlBatched.open(), prefix: mysqlBatched.options.tablePrefix! },
+        { store: own, prefix: mysqlOwn.options.tablePrefix! },
+      );
+    }
+    const stores: Store[] = [
+      pg,
+      reference,
+      typescriptPath,
+      ...mysqlStores.map((m) => m.store),
+      ...options.extra,
+    ];
     /** Every store's answer, checked equal; the first one's is returned. */
     const same = async <T>(step: number, call: (store: Store) => Promise<T>): Promise<T> => {
       const [first, ...rest] = await Promise.all(stores.map(call));
@@ -150,6 +179,9 @@ describe.skipIf(!isUp)('sql:postgres functions vs SQLite hot path vs the TypeScr
       const pgEntries = await entries(pg.db, `${run.options.schema}.window_entries`);
       expect(await entries(reference.db, 'window_entries')).toStrictEqual(pgEntries);
       expect(await entries(typescriptPath.db, 'window_entries')).toStrictEqual(pgEntries);
+      for (const { store, prefix } of mysqlStores) {
+        expect(await entries(store.db, `${prefix}window_entries`)).toStrictEqual(pgEntries);
+      }
       // The running totals equal the entries they describe: unstamped ones in flight, stamped ones above the floor.
       const { rows } = await sql<{ key_id: string; drift: string }>`
         select t.key_id, abs(t.inflight_requests - count(e.lease_id) filter (where e.stamp is null))
@@ -186,6 +218,8 @@ describe.skipIf(!isUp)('sql:postgres functions vs SQLite hot path vs the TypeScr
       await reference.close();
       await typescriptPath.close();
       await ownKysely.destroy();
+      for (const { store } of mysqlStores) await store.close();
+      await mysqlKysely?.destroy();
     }
   }
 
