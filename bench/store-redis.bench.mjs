@@ -19,6 +19,7 @@ import { cpus, loadavg } from 'node:os';
 import { createKeyPool } from '@keypool/core';
 import { redisStore } from '@keypool/store-redis';
 import { Redis } from 'ioredis';
+import { benchKeyRecord } from './key-record.mjs';
 import { reserveRequest } from './reserve-request.mjs';
 
 const REDIS_URL = process.env.KEYPOOL_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -143,22 +144,14 @@ const memBefore = await usedMemory();
 const memNow = Date.now();
 for (let i = 0; i < 1_000; i++) {
   const keyId = `mem-${String(i).padStart(4, '0')}`;
-  await memStore.putKey({
-    id: keyId,
-    alias: `openai-${i}`,
-    provider: 'openai',
-    // The shape of a real sealed secret (kp1.<kid>.<iv>.<ciphertext>.<tag>).
-    sealedSecret: `kp1.mk_0123456789ab.${randomBytes(12).toString('base64url')}.${randomBytes(56).toString('base64url')}.${randomBytes(16).toString('base64url')}`,
-    masterKeyId: 'mk_0123456789ab',
-    fingerprint: randomBytes(32).toString('hex'),
-    maskedSecret: 'sk-proj-…abcd',
-    priority: 0,
-    weight: 1,
-    limits: { rpm: 500, tpm: 200_000, requestsPerDay: 10_000 },
-    enabled: true,
-    createdAt: memNow,
-    updatedAt: memNow,
-  });
+  await memStore.putKey(
+    benchKeyRecord({
+      id: keyId,
+      alias: `openai-${i}`,
+      limits: { rpm: 500, tpm: 200_000, requestsPerDay: 10_000 },
+      now: memNow,
+    }),
+  );
   const r = await memStore.reserve({ ...request(), candidates: [{ keyId, limits: { rpm: 500 } }] });
   await memStore.settle(r.lease.id, { tokens: 600, costUsd: 0.0003, now: memNow });
   await memStore.updateKeyState(keyId, {

@@ -9,7 +9,6 @@
 //  - MariaDB: data_length + index_length after ANALYZE TABLE (InnoDB pages of 16 KiB, so coarse);
 //  - SQLite: the database file after a WAL checkpoint.
 // Run after building: npm run bench -- store-size
-import { randomBytes } from 'node:crypto';
 import { rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +18,7 @@ import { redisStore } from '@keypool/store-redis';
 import { sqlStore } from '@keypool/store-sql';
 import { Redis } from 'ioredis';
 import { sql } from 'kysely';
+import { benchKeyRecord } from './key-record.mjs';
 import { reserveRequest } from './reserve-request.mjs';
 
 const KEYS = 1_000;
@@ -31,22 +31,7 @@ async function fill(store) {
   const now = Date.now();
   for (let i = 0; i < KEYS; i++) {
     const id = `key_${String(i).padStart(6, '0')}`;
-    await store.putKey({
-      id,
-      alias: `openai-${i}`,
-      provider: 'openai',
-      // The shape of a real sealed secret (kp1.<kid>.<iv>.<ciphertext>.<tag>).
-      sealedSecret: `kp1.mk_0123456789ab.${randomBytes(12).toString('base64url')}.${randomBytes(56).toString('base64url')}.${randomBytes(16).toString('base64url')}`,
-      masterKeyId: 'mk_0123456789ab',
-      fingerprint: randomBytes(32).toString('hex'),
-      maskedSecret: 'sk-proj-…abcd',
-      priority: 0,
-      weight: 1,
-      limits,
-      enabled: true,
-      createdAt: now,
-      updatedAt: now,
-    });
+    await store.putKey(benchKeyRecord({ id, alias: `openai-${i}`, limits, now }));
     const reserved = await store.reserve(
       reserveRequest({ leaseId: `lease_${runId}_${i}`, candidates: [{ keyId: id, limits }], now }),
     );

@@ -19,6 +19,7 @@ import { num, type SqlContext } from './context.js';
 import { postgresHotPath } from './postgres-hot-path.js';
 import {
   defaultState,
+  grantedLease,
   leaseFromRow,
   leaseToRow,
   type Row,
@@ -712,20 +713,7 @@ function decide(
       verdict = checkLimits(limits, consumption.get(id) ?? emptyConsumption(), request) ?? verdict;
     }
     if (verdict.ok) {
-      const lease: LeaseRecord = {
-        id: request.leaseId,
-        keyId: candidate.keyId,
-        estimatedTokens: request.estimatedTokens,
-        estimatedCostUsd: request.estimatedCostUsd,
-        reservedAt: request.now,
-        expiresAt: request.now + request.leaseTtlMs,
-        day: request.day,
-        month: request.month,
-        isProbe: verdict.isProbe,
-      };
-      if (request.model !== undefined) lease.model = request.model;
-      if (candidate.shared) lease.sharedId = candidate.shared.id;
-      if (request.meta !== undefined) lease.meta = request.meta;
+      const lease = grantedLease(request, candidate.keyId, verdict.isProbe, candidate.shared?.id);
       return { ok: true, lease };
     }
     reasons[candidate.keyId] = verdict.reason;

@@ -12,7 +12,7 @@ import { CompiledQuery, sql } from 'kysely';
 import type { AnyKysely, PgQueryable } from './connection.js';
 import { num, type SqlContext } from './context.js';
 import { SqlStoreError } from './errors.js';
-import { leaseFromRow, type Row, usageToRow } from './rows.js';
+import { grantedLease, leaseFromRow, type Row, usageToRow } from './rows.js';
 import type { Layout } from './schema.js';
 
 /**
@@ -113,22 +113,9 @@ export function postgresHotPath(ctx: SqlContext, pgPool?: () => Promise<PgQuerya
         row = (await call(reserveCall, values))[0] ?? {};
       }
       if (row.lease_key_id !== null && row.lease_key_id !== undefined) {
-        const lease: LeaseRecord = {
-          id: request.leaseId,
-          keyId: String(row.lease_key_id),
-          estimatedTokens: request.estimatedTokens,
-          estimatedCostUsd: request.estimatedCostUsd,
-          reservedAt: request.now,
-          expiresAt: request.now + request.leaseTtlMs,
-          day: request.day,
-          month: request.month,
-          isProbe: row.lease_is_probe === true,
-        };
-        if (request.model !== undefined) lease.model = request.model;
-        const shared = candidates.find((c) => c.keyId === lease.keyId)?.shared;
-        if (shared !== undefined) lease.sharedId = shared.id;
-        if (request.meta !== undefined) lease.meta = request.meta;
-        return { ok: true, lease };
+        const keyId = String(row.lease_key_id);
+        const shared = candidates.find((c) => c.keyId === keyId)?.shared;
+        return { ok: true, lease: grantedLease(request, keyId, row.lease_is_probe === true, shared?.id) };
       }
       const refusals = (row.refusals ?? []) as Array<string | null>;
       const reasons: Record<string, IneligibleReason> = {};

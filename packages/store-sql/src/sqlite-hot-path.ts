@@ -10,7 +10,15 @@ import type {
 } from '@keypool/spec';
 import { isTransient, type SqlContext } from './context.js';
 import { type Consumption, chargedIds, check, checkLimits, settledStamp } from './hot-state.js';
-import { defaultState, leaseFromRow, leaseToRow, type Row, stateFromRow, usageToRow } from './rows.js';
+import {
+  defaultState,
+  grantedLease,
+  leaseFromRow,
+  leaseToRow,
+  type Row,
+  stateFromRow,
+  usageToRow,
+} from './rows.js';
 import { sqliteMinFloor, type TableName } from './schema.js';
 
 type Params = SQLInputValue[];
@@ -322,20 +330,7 @@ export function sqliteHotPath(ctx: SqlContext, open: () => Promise<DatabaseSync>
         verdict = checkLimits(limits, usage.used, request) ?? verdict;
       }
       if (verdict.ok) {
-        const lease: LeaseRecord = {
-          id: request.leaseId,
-          keyId,
-          estimatedTokens: request.estimatedTokens,
-          estimatedCostUsd: request.estimatedCostUsd,
-          reservedAt: now,
-          expiresAt: now + request.leaseTtlMs,
-          day: request.day,
-          month: request.month,
-          isProbe: verdict.isProbe,
-        };
-        if (request.model !== undefined) lease.model = request.model;
-        if (group) lease.sharedId = group.id;
-        if (request.meta !== undefined) lease.meta = request.meta;
+        const lease = grantedLease(request, keyId, verdict.isProbe, group?.id);
         recordReservation(lease, key.window, group?.window);
         return { ok: true, lease };
       }
