@@ -52,10 +52,7 @@ export class SqlContext {
             await sql.raw('commit').execute(conn);
             return result;
           } catch (error) {
-            await sql
-              .raw('rollback')
-              .execute(conn)
-              .catch(() => undefined);
+            await rollbackQuietly(conn);
             throw error;
           }
         }),
@@ -175,4 +172,12 @@ export function writeLockFor(dialect: SqlDialectName, lockId: unknown): WriteLoc
 /** SQL values (pg returns bigint and numeric as strings) as JS numbers. */
 export function num(value: unknown): number {
   return value === null || value === undefined ? 0 : Number(value);
+}
+
+/** Rolls back the connection's transaction, if one is open; the error that led here is the one to report. */
+export async function rollbackQuietly(conn: AnyKysely): Promise<void> {
+  await sql
+    .raw('rollback')
+    .execute(conn)
+    .catch(() => undefined);
 }

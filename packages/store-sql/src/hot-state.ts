@@ -15,7 +15,7 @@ import type {
 } from '@keypool/spec';
 import { CompiledQuery, type RawBuilder, sql } from 'kysely';
 import type { AnyKysely, PgQueryable } from './connection.js';
-import { num, type SqlContext } from './context.js';
+import { num, rollbackQuietly, type SqlContext } from './context.js';
 import { postgresHotPath } from './postgres-hot-path.js';
 import {
   defaultState,
@@ -144,10 +144,7 @@ export function hotStateMethods(
         try {
           return await fn(send);
         } catch (error) {
-          await sql
-            .raw('rollback')
-            .execute(conn)
-            .catch(() => undefined);
+          await rollbackQuietly(conn);
           throw error;
         }
       }),
