@@ -107,6 +107,8 @@ export function hotStateMethods(
   // MySQL opened from a URL: reserve and settle send their transaction's statements in two
   // round trips (the reads that decide, then the writes with the commit) instead of one each.
   const isBatched = ctx.dialect === 'mysql' && hasMultiStatements === true;
+  // MySQL keeps running window totals (migration 0010) with the same statements on both paths.
+  const mysqlTotals = ctx.dialect === 'mysql';
 
   function selectStatesQuery(db: AnyKysely, ids: readonly string[]) {
     let q = db.selectFrom(t('key_state')).selectAll().where('key_id', 'in', ids).orderBy('key_id');
@@ -216,6 +218,111 @@ export function hotStateMethods(
     }
     if (selects.length === 0) return undefined;
     return sql<Row>`${sql.join(selects, sql` union all `)}`;
+  }
+
+  /**
+   * MySQL: creates missing totals rows (empty, floored at the window's start: a key without one has
+   * no entries) and takes their exclusive locks, after key_state's and in the same order, as
+   * `upsertStatesQuery` does.
+   */
+  function upsertTotalsQuery(ids: readonly string[], cutoff: number) {
+    const values = sql.join(ids.map((id) => sql`(${id}, ${cutoff}, 0, 0, 0, 0)`));
+    return sql`insert into ${ctx.ref('window_totals')} (key_id, floor_at, requests, tokens, inflight_requests, inflight_tokens)
+      values ${values} on duplicate key update key_id = key_id`;
+  }
+
+  /**
+   * MySQL: each key's totals row with the stamped entries between its floor and `cutoff` (the
+   * window's start) and the oldest stamp in the window. One select per key, each reading the floor
+   * in an uncorrelated subquery: MySQL then ranges over (key_id, stamp) instead of every entry of
+   * the key. One statement, so one snapshot even outside a transaction.
+   */
+  function windowTotalsQuery(ids: readonly string[], cutoff: number): RawBuilder<Row> {
+    const totals = ctx.ref('window_totals');
+    const entries = ctx.ref('window_entries');
+    const perKey = ids.map((id) => {
+      const floor = sql`(select floor_at from ${totals} where key_id = ${id})`;
+      return sql`select w.key_id, w.floor_at, w.requests, w.tokens, w.inflight_requests, w.inflight_tokens,
+          m.moved_requests, m.moved_tokens, m.oldest
+        from ${totals} w, (select count(*) as moved_requests, coalesce(sum(tokens), 0) as moved_tokens,
+            (select min(stamp) from ${entries} where key_id = ${id} and stamp > ${cutoff}) as oldest
+          from ${entries} where key_id = ${id}
+            and stamp > least(${floor}, ${cutoff}) and stamp <= greatest(${floor}, ${cutoff})) m
+        where w.key_id = ${id}`;
+    });
+    return sql<Row>`${sql.join(perKey, sql` union all `)}`;
+  }
+
+  /**
+   * Each key's window from its totals row. A floor at or below the window's start moves up to it
+   * (what left is subtracted: `next`, which a granted reservation writes); a window that starts below
+   * the floor (a clock behind, a longer window) counts exactly, the totals left alone.
+   */
+  function windowsFromTotals(rows: readonly Row[], cutoff: number): Map<string, TotalsWindow> {
+    const windows = new Map<string, TotalsWindow>();
+    for (const r of rows) {
+      const floor = num(r.floor_at);
+      const stamped = { requests: num(r.requests), tokens: num(r.tokens) };
+      let next: TotalsWindow['next'];
+      if (floor <= cutoff) {
+        stamped.requests -= num(r.moved_requests);
+        stamped.tokens -= num(r.moved_tokens);
+        next = { floor: cutoff, ...stamped };
+      } else {
+        stamped.requests += num(r.moved_requests);
+        stamped.tokens += num(r.moved_tokens);
+      }
+      windows.set(String(r.key_id), {
+        requests: stamped.requests + num(r.inflight_requests),
+        tokens: stamped.tokens + num(r.inflight_tokens),
+        oldestStamp: r.oldest === null ? undefined : num(r.oldest),
+        next,
+      });
+    }
+    return windows;
+  }
+
+  /** Puts windows read from totals into the consumption read without them. */
+  function withWindows(consumption: Map<string, Consumption>, windows: ReadonlyMap<string, TotalsWindow>) {
+    for (const [id, w] of windows) {
+      const c = consumption.get(id);
+      if (!c) continue;
+      c.windowRequests = w.requests;
+      c.windowTokens = w.tokens;
+      c.oldestStamp = w.oldestStamp;
+    }
+    return consumption;
+  }
+
+  /** MySQL: one more in flight on the totals of a lease's key and group, with the floors their window reads moved. */
+  function chargeTotalsStatements(
+    db: AnyKysely,
+    lease: LeaseRecord,
+    windows: ReadonlyMap<string, TotalsWindow> | undefined,
+  ): Statement[] {
+    return [...chargedIds(lease)].sort().map((keyId) => {
+      const next = windows?.get(keyId)?.next;
+      const floor = next
+        ? sql`floor_at = ${next.floor}, requests = ${next.requests}, tokens = ${next.tokens}, `
+        : sql``;
+      return rawStatement(
+        db,
+        sql`update ${ctx.ref('window_totals')} set ${floor}inflight_requests = inflight_requests + 1,
+          inflight_tokens = inflight_tokens + ${lease.estimatedTokens} where key_id = ${keyId}`,
+      );
+    });
+  }
+
+  /**
+   * MySQL: a lease's entries (its key's and its group's) leave the in-flight totals and count as
+   * stamped (only above the floor: below, they have left). One update, rows locked in key order.
+   */
+  function stampTotalsQuery(lease: LeaseRecord, stamp: number, tokens: number) {
+    return sql`update ${ctx.ref('window_totals')} set inflight_requests = inflight_requests - 1,
+      inflight_tokens = inflight_tokens - ${lease.estimatedTokens},
+      requests = requests + (case when ${stamp} > floor_at then 1 else 0 end),
+      tokens = tokens + (case when ${stamp} > floor_at then ${tokens} else 0 end)
+      where key_id in (${sql.join(chargedIds(lease))})`;
   }
 
   function consumptionByKey(
@@ -349,6 +456,8 @@ export function hotStateMethods(
           .where('lease_id', '=', lease.id)
           .where('key_id', 'in', chargedIds(lease)),
       );
+      // Entries, then totals, then counters: the order of expireLeases and resetKeyState.
+      if (mysqlTotals) statements.push(rawStatement(db, stampTotalsQuery(lease, entry.stamp, entry.tokens)));
     }
     if (!outcome.isExpired) {
       statements.push(
@@ -434,23 +543,31 @@ export function hotStateMethods(
       };
       if (isBatched) {
         return batchedTransaction(async (send) => {
-          // One round trip: open, lock (creating missing rows) and read; the same statements as lockStates and
-          // readConsumption, in the same order.
-          const consumptionSelect = consumptionQuery(ids, request, parts);
+          // One round trip: open, lock (creating missing rows) and read; the same statements as lockStates,
+          // then the totals' lock and window read and the counters' read, in the same order as unbatched.
+          const cutoff = request.now - request.windowMs;
+          const consumptionSelect = consumptionQuery(ids, request, { ...parts, window: false });
           const results = await send([
             CompiledQuery.raw('begin'),
             upsertStatesQuery(ctx.db, ids).compile(),
             selectStatesQuery(ctx.db, ids).compile(),
+            upsertTotalsQuery(ids, cutoff).compile(ctx.db),
+            ...(parts.window ? [windowTotalsQuery(ids, cutoff).compile(ctx.db)] : []),
             ...(consumptionSelect ? [consumptionSelect.compile(ctx.db)] : []),
           ]);
           const states = new Map(
             (results[2] as Row[]).map((r) => [String(r.key_id), stateFromRow(r)] as const),
           );
-          const consumption = consumptionByKey(ids, request, (results[3] ?? []) as Row[]);
+          const windows = parts.window ? windowsFromTotals(results[4] as Row[], cutoff) : undefined;
+          const counters = (consumptionSelect ? results.at(-1) : []) as Row[];
+          const consumption = withWindows(consumptionByKey(ids, request, counters), windows ?? new Map());
           const decision = decide(request, states, consumption);
           // The other: the writes (or the probe leases' expiries) and the commit.
           if (decision.ok) {
-            const writes = reservationStatements(ctx.db, decision.lease, request.now).map((s) => s.compile());
+            const writes = [
+              ...chargeTotalsStatements(ctx.db, decision.lease, windows),
+              ...reservationStatements(ctx.db, decision.lease, request.now),
+            ].map((s) => s.compile());
             await send([...writes, CompiledQuery.raw('commit')]);
             return decision;
           }
@@ -468,10 +585,22 @@ export function hotStateMethods(
       }
       return hotTransaction(async (tx) => {
         const states = await lockStates(tx, ids);
-        const consumption = await readConsumption(tx, ids, request, parts);
+        let windows: Map<string, TotalsWindow> | undefined;
+        if (mysqlTotals) {
+          // The batched path's statements, one at a time.
+          const cutoff = request.now - request.windowMs;
+          await upsertTotalsQuery(ids, cutoff).execute(tx);
+          if (parts.window)
+            windows = windowsFromTotals((await windowTotalsQuery(ids, cutoff).execute(tx)).rows, cutoff);
+        }
+        const consumption = withWindows(
+          await readConsumption(tx, ids, request, mysqlTotals ? { ...parts, window: false } : parts),
+          windows ?? new Map(),
+        );
         const decision = decide(request, states, consumption);
         if (decision.ok) {
-          for (const statement of reservationStatements(tx, decision.lease, request.now)) {
+          const charges = mysqlTotals ? chargeTotalsStatements(tx, decision.lease, windows) : [];
+          for (const statement of [...charges, ...reservationStatements(tx, decision.lease, request.now)]) {
             await statement.execute();
           }
           if (tsTotals) await refreshTotals(tx, chargedIds(decision.lease), request.now);
@@ -565,6 +694,13 @@ export function hotStateMethods(
               .where('lease_id', 'in', ids)
               .execute();
             if (tsTotals) await refreshTotals(tx, expired.flatMap(chargedIds), now);
+            if (mysqlTotals) {
+              // Entries, then totals (settle's order); rows in key order, as reserve locks them.
+              const byKey = [...expired].sort((a, b) => compare(a.keyId, b.keyId));
+              for (const lease of byKey) {
+                await stampTotalsQuery(lease, lease.expiresAt, lease.estimatedTokens).execute(tx);
+              }
+            }
             return expired;
           });
       if (now - lastPurgeAt >= 60_000) await purgeOld(now);
@@ -606,7 +742,7 @@ export function hotStateMethods(
             .where('key_id', '=', keyId)
             .where('stamp', 'is not', null)
             .execute();
-          await tx.deleteFrom(t('counters')).where('key_id', '=', keyId).execute();
+          // Entries, totals, counters: settle's order, so the two never deadlock.
           if (hasTotals) {
             await tx
               .updateTable(t('window_totals'))
@@ -614,6 +750,7 @@ export function hotStateMethods(
               .where('key_id', '=', keyId)
               .execute();
           }
+          await tx.deleteFrom(t('counters')).where('key_id', '=', keyId).execute();
         }
       });
     },
@@ -649,7 +786,12 @@ export function hotStateMethods(
     async usageSnapshot(keyIds: readonly string[], query: UsageSnapshotQuery): Promise<KeyUsageSnapshot[]> {
       if (keyIds.length === 0) return [];
       const ids = [...new Set(keyIds)];
-      const consumption = await readConsumption(ctx.db, ids, query, { window: true, counters: true });
+      const consumption = await readConsumption(ctx.db, ids, query, { window: !mysqlTotals, counters: true });
+      if (mysqlTotals) {
+        const cutoff = query.now - query.windowMs;
+        const { rows } = await windowTotalsQuery(ids, cutoff).execute(ctx.db);
+        withWindows(consumption, windowsFromTotals(rows, cutoff));
+      }
       // A group's leases in flight are those charged to it (shared_id); a key's, its own.
       const activeBy = (column: 'key_id' | 'shared_id') =>
         ctx.db
@@ -678,6 +820,14 @@ export function hotStateMethods(
       });
     },
   };
+}
+
+/** A key's window as its totals row gives it; `next`: the row with its floor moved up to the window's start. */
+interface TotalsWindow {
+  requests: number;
+  tokens: number;
+  oldestStamp: number | undefined;
+  next: { floor: number; requests: number; tokens: number } | undefined;
 }
 
 type ConsumptionQuery = { now: number; windowMs: number; day: string; month: string };

@@ -19,16 +19,16 @@ export const tableNames = [
   'counters',
   'leases',
 ] as const;
-/** Tables only PostgreSQL and SQLite have (their hot paths' running window totals). */
+/** The running window totals' table (PostgreSQL since 0002, SQLite since 0004, MySQL since 0010). */
 export const totalsTableNames = ['window_totals'] as const;
 export type TableName = (typeof tableNames)[number] | (typeof totalsTableNames)[number];
 
-/** PostgreSQL (0002/0003) and SQLite (0004) keep running window totals; MySQL counts entries. */
-export function hasWindowTotals(dialect: SqlDialectName): boolean {
-  return dialect !== 'mysql';
+/** Every dialect keeps running window totals: PostgreSQL (0002/0003), SQLite (0004), MySQL (0010). */
+export function hasWindowTotals(_dialect: SqlDialectName): boolean {
+  return true;
 }
 
-/** SQLite's floor for a totals row that counts every stamped entry (a safe JS integer, unlike bigint's minimum). */
+/** The floor of a totals row that counts every stamped entry (a safe JS integer, unlike bigint's minimum). */
 export const sqliteMinFloor = Number.MIN_SAFE_INTEGER;
 
 /** Where the store's tables live: an optional schema (PostgreSQL schema / MySQL database) and a name prefix. */
@@ -320,6 +320,26 @@ function migrations(layout: Layout): Record<string, Migration> {
         await s.alterTable(t('keys')).addColumn('org_limits', 'text').execute();
         await widenEntriesKey(db, layout);
         if (dialect === 'postgres') await installPostgresSharedLimits(db, layout);
+      },
+    },
+    // MySQL keeps running window totals too (hot-state.ts), so a reservation no longer counts every
+    // entry in its key's window: built from the entries here (in flight, and every stamped one, as
+    // SQLite's 0004), the first reservation of a key moving the floor up to its window's start.
+    '0010_mysql_window_totals': {
+      async up(db: AnyKysely) {
+        if (dialect !== 'mysql') return;
+        const qualified = (name: TableName) =>
+          sql.table(layout.schema ? `${layout.schema}.${t(name)}` : t(name));
+        const totals = qualified('window_totals');
+        await sql`create table ${totals} (key_id varchar(255) primary key, floor_at bigint not null,
+          requests bigint not null, tokens bigint not null,
+          inflight_requests bigint not null, inflight_tokens bigint not null) ${tableOptions}`.execute(db);
+        await sql`insert into ${totals} (key_id, floor_at, requests, tokens, inflight_requests, inflight_tokens)
+          select key_id, ${sql.lit(sqliteMinFloor)}, count(stamp),
+            coalesce(sum(case when stamp is not null then tokens end), 0),
+            sum(case when stamp is null then 1 else 0 end),
+            coalesce(sum(case when stamp is null then tokens end), 0)
+          from ${qualified('window_entries')} group by key_id`.execute(db);
       },
     },
   };

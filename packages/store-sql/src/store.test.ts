@@ -70,6 +70,7 @@ for (const dialect of DIALECTS) {
         '0007_probe_claims',
         '0008_leases_fewer_indexes',
         '0009_shared_limits',
+        '0010_mysql_window_totals',
       ]);
       expect(await migrate(run.options)).toEqual([]);
       const store = run.open();
