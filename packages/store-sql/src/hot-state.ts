@@ -27,7 +27,6 @@ import {
   stateToRow,
   usageToRow,
 } from './rows.js';
-import { hasWindowTotals } from './schema.js';
 import { sqliteHotPath } from './sqlite-hot-path.js';
 
 /** A key's (or a group's) consumption as the reservation checks see it. */
@@ -95,11 +94,8 @@ export function hotStateMethods(
   let lastPurgeAt = Number.NEGATIVE_INFINITY;
   const hotTransaction = <T>(fn: (tx: AnyKysely) => Promise<T>) => ctx.transaction(fn, { isHotState: true });
   const pg = ctx.dialect === 'postgres' ? postgresHotPath(ctx, pgPool) : undefined;
-  // A key's window entries and counters (and on PostgreSQL its window totals, which go with the entries).
-  const hasTotals = hasWindowTotals(ctx.dialect);
-  const hotTables = hasTotals
-    ? (['window_entries', 'window_totals', 'counters'] as const)
-    : (['window_entries', 'counters'] as const);
+  // A key's window entries, its running window totals (which go with the entries) and counters.
+  const hotTables = ['window_entries', 'window_totals', 'counters'] as const;
   // SQLite opened from a URL: synchronous prepared statements (sqlite-hot-path.ts). SQLite on
   // your own Kysely instance runs the TypeScript path below and keeps the totals with it.
   const sq = ctx.dialect === 'sqlite' && sqliteNative ? sqliteHotPath(ctx, sqliteNative) : undefined;
@@ -495,10 +491,11 @@ export function hotStateMethods(
     lastPurgeAt = now;
     await hotTransaction(async (tx) => {
       // Entries in flight have no stamp and are never purged (their lease stamps them when it ends).
-      let purge = tx.deleteFrom(t('window_entries')).where('stamp', '<', now - retentionMs);
       // Stamped entries still inside a key's running totals stay until a reservation moves past them.
-      if (hasTotals) {
-        purge = purge.where(({ not, exists, selectFrom }) =>
+      await tx
+        .deleteFrom(t('window_entries'))
+        .where('stamp', '<', now - retentionMs)
+        .where(({ not, exists, selectFrom }) =>
           not(
             exists(
               selectFrom(`${t('window_totals')} as wt`)
@@ -507,9 +504,8 @@ export function hotStateMethods(
                 .whereRef('wt.floor_at', '<', `${t('window_entries')}.stamp`),
             ),
           ),
-        );
-      }
-      await purge.execute();
+        )
+        .execute();
       await tx
         .deleteFrom(t('leases'))
         .where((eb) =>
@@ -743,13 +739,11 @@ export function hotStateMethods(
             .where('stamp', 'is not', null)
             .execute();
           // Entries, totals, counters: settle's order, so the two never deadlock.
-          if (hasTotals) {
-            await tx
-              .updateTable(t('window_totals'))
-              .set({ requests: 0, tokens: 0 })
-              .where('key_id', '=', keyId)
-              .execute();
-          }
+          await tx
+            .updateTable(t('window_totals'))
+            .set({ requests: 0, tokens: 0 })
+            .where('key_id', '=', keyId)
+            .execute();
           await tx.deleteFrom(t('counters')).where('key_id', '=', keyId).execute();
         }
       });

@@ -23,11 +23,6 @@ export const tableNames = [
 export const totalsTableNames = ['window_totals'] as const;
 export type TableName = (typeof tableNames)[number] | (typeof totalsTableNames)[number];
 
-/** Every dialect keeps running window totals: PostgreSQL (0002/0003), SQLite (0004), MySQL (0010). */
-export function hasWindowTotals(_dialect: SqlDialectName): boolean {
-  return true;
-}
-
 /** The floor of a totals row that counts every stamped entry (a safe JS integer, unlike bigint's minimum). */
 export const sqliteMinFloor = Number.MIN_SAFE_INTEGER;
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { isServiceAvailable, serviceUrls, uniqueName } from '@keypool/testing';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { SqlDialectName } from './connection.js';
-import { hasWindowTotals, keysVersionMeta, tableNames, totalsTableNames } from './schema.js';
+import { keysVersionMeta, tableNames, totalsTableNames } from './schema.js';
 import { type SqlStore, type SqlStoreOptions, sqlStore } from './store.js';
 
 export const DIALECTS: readonly SqlDialectName[] = ['postgres', 'mysql', 'sqlite'];
@@ -53,7 +53,7 @@ export function target(dialect: SqlDialectName): Target {
       const db = admin!.db;
       const scoped = options.schema ? db.withSchema(options.schema) : db;
       const prefix = options.tablePrefix ?? '';
-      const tables = hasWindowTotals(dialect) ? [...tableNames, ...totalsTableNames] : tableNames;
+      const tables = [...tableNames, ...totalsTableNames];
       for (const table of tables) await scoped.deleteFrom(`${prefix}${table}`).execute();
       await scoped.insertInto(`${prefix}meta`).values({ name: keysVersionMeta, value: '0' }).execute();
     },
