@@ -1,27 +1,7 @@
-import type { ReserveRequest } from '@keypool/spec';
 import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runMigrations, sqliteMinFloor } from './schema.js';
-import { target } from './test-fixture.js';
-
-const T0 = Date.UTC(2026, 0, 15, 12);
-const WINDOW_MS = 60_000;
-
-function request(leaseId: string, now: number): ReserveRequest {
-  return {
-    leaseId,
-    candidates: [{ keyId: 'k', limits: { rpm: 4 } }],
-    estimatedTokens: 10,
-    estimatedCostUsd: 0,
-    now,
-    windowMs: WINDOW_MS,
-    day: '2026-01-15',
-    month: '2026-01',
-    dayEndsAt: Date.UTC(2026, 0, 16),
-    monthEndsAt: Date.UTC(2026, 1, 1),
-    leaseTtlMs: 60_000,
-  };
-}
+import { migrationRequest as request, T0, target, WINDOW_MS } from './test-fixture.js';
 
 // A MySQL database written before migration 0010 (window entries only) gets running totals built
 // from its entries: those in flight as inflight_*, every stamped one above the lowest floor.

@@ -5,6 +5,7 @@
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ReserveRequest } from '@keypool/spec';
 import { isServiceAvailable, serviceUrls, uniqueName } from '@keypool/testing';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { SqlDialectName } from './connection.js';
@@ -89,4 +90,24 @@ export function postgresKysely(): Kysely<unknown> {
       pool: async () => new (await import('pg')).default.Pool({ connectionString: serviceUrls.postgres }),
     }),
   });
+}
+
+export const T0 = Date.UTC(2026, 0, 15, 12);
+export const WINDOW_MS = 60_000;
+
+/** The reservation the migration tests make: key k, rpm 4, on 2026-01-15. */
+export function migrationRequest(leaseId: string, now: number): ReserveRequest {
+  return {
+    leaseId,
+    candidates: [{ keyId: 'k', limits: { rpm: 4 } }],
+    estimatedTokens: 10,
+    estimatedCostUsd: 0,
+    now,
+    windowMs: WINDOW_MS,
+    day: '2026-01-15',
+    month: '2026-01',
+    dayEndsAt: Date.UTC(2026, 0, 16),
+    monthEndsAt: Date.UTC(2026, 1, 1),
+    leaseTtlMs: 60_000,
+  };
 }

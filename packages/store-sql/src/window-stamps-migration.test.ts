@@ -1,29 +1,9 @@
-import type { ReserveRequest } from '@keypool/spec';
 import { isServiceAvailable } from '@keypool/testing';
 import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sqlStore } from './index.js';
 import { runMigrations } from './schema.js';
-import { DIALECTS, target } from './test-fixture.js';
-
-const T0 = Date.UTC(2026, 0, 15, 12);
-const WINDOW_MS = 60_000;
-
-function request(leaseId: string, now: number): ReserveRequest {
-  return {
-    leaseId,
-    candidates: [{ keyId: 'k', limits: { rpm: 4 } }],
-    estimatedTokens: 10,
-    estimatedCostUsd: 0,
-    now,
-    windowMs: WINDOW_MS,
-    day: '2026-01-15',
-    month: '2026-01',
-    dayEndsAt: Date.UTC(2026, 0, 16),
-    monthEndsAt: Date.UTC(2026, 1, 1),
-    leaseTtlMs: 60_000,
-  };
-}
+import { DIALECTS, migrationRequest as request, T0, target, WINDOW_MS } from './test-fixture.js';
 
 // A database written before migration 0003 (entries without stamps) upgrades in place: entries
 // of settled leases keep counting from reserved_at, those of leases swept unreported count from
