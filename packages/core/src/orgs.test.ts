@@ -101,6 +101,21 @@ describe('organizations', () => {
     await expect(pool.acquire({ provider: 'openai' })).rejects.toBeInstanceOf(NoKeyAvailableError);
   });
 
+  it('the last resort still holds the organization to its shared limits', async () => {
+    const pool = await makePool(
+      [key(0, { organization: 'org-a', orgLimits: { rpm: 3 } }), key(1, { organization: 'org-a' })],
+      { lastResort: true },
+    );
+    const ok = await pool.acquire({ provider: 'openai' });
+    await ok.release({ ok: true });
+    const limited = await pool.acquire({ provider: 'openai' });
+    await limited.release({ ok: false, status: 429, headers: { 'retry-after': '30' } });
+    // Both keys cool now; the last resort serves one call, the third of the window...
+    await (await pool.acquire({ provider: 'openai' })).release({ ok: true });
+    // ...and no more: the organization's rpm holds even for a last resort.
+    await expect(pool.acquire({ provider: 'openai' })).rejects.toBeInstanceOf(NoKeyAvailableError);
+  });
+
   it('refuses orgLimits without an organization, naming the field', async () => {
     await expect(makePool([key(0, { orgLimits: { rpm: 3 } })])).rejects.toThrow(ConfigError);
     await expect(makePool([key(0, { orgLimits: { rpm: 3 } })])).rejects.toThrow(

@@ -156,6 +156,7 @@ class KeyEntry implements KeyView {
   constructor(record: KeyRecord, secret: string) {
     this.record = record;
     this.secret = secret;
+    // linkOrgs gives it its organization's shared limits, if any, before the first selection.
     this.candidate = { keyId: record.id, limits: record.limits };
     this.state = { keyId: record.id, breaker: 'closed', consecutiveFailures: 0, updatedAt: 0 };
   }
@@ -179,10 +180,10 @@ class KeyEntry implements KeyView {
     return this.record.limits;
   }
 
+  /** The pool calls `keysChanged` after this, so `linkOrgs` rebuilds the candidate before its next use. */
   update(record: KeyRecord, secret: string): void {
     this.record = record;
     this.secret = secret;
-    this.candidate = { keyId: record.id, limits: record.limits };
   }
 }
 
@@ -490,6 +491,8 @@ class Pool implements KeyPool {
     }
     // Stable: keys whose cooldowns end together keep the strategy's order.
     ranked.sort((a, b) => a.until - b.until);
+    // Keys may have changed while the states were read: candidates carry current shared limits.
+    this.linkOrgs();
     const request = this.reserveRequest(
       ranked.map((r) => r.entry.candidate),
       options,
