@@ -14,5 +14,11 @@ export type {
   ProviderSuiteSubject,
 } from './provider-suite.js';
 export { headerValue, isQuotaOutcome, testProvider } from './provider-suite.js';
+export {
+  isRedisServerAvailable,
+  type RedisClusterHandle,
+  redisClusterNodes,
+  startRedisCluster,
+} from './redis-cluster.js';
 export * from './services.js';
 export { type StoreFactory, testStore } from './store-suite.js';

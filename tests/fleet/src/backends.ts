@@ -6,7 +6,14 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sqlStore } from '@keypool/store-sql';
-import { isServiceAvailable, serviceUrls, uniqueName } from '@keypool/testing';
+import {
+  isRedisServerAvailable,
+  isServiceAvailable,
+  type RedisClusterHandle,
+  serviceUrls,
+  startRedisCluster,
+  uniqueName,
+} from '@keypool/testing';
 import { Redis } from 'ioredis';
 import { sql } from 'kysely';
 import { type Backend, openStore, type StoreTarget } from './open-store.mjs';
@@ -22,13 +29,18 @@ const available = new Map<Backend, Promise<boolean>>();
 export function isBackendUp(backend: Backend): Promise<boolean> {
   let known = available.get(backend);
   if (known === undefined) {
-    known = backend === 'sqlite' ? Promise.resolve(true) : isServiceAvailable(backend, () => ping(backend));
+    known =
+      backend === 'sqlite'
+        ? Promise.resolve(true)
+        : backend === 'redis-cluster'
+          ? isRedisServerAvailable()
+          : isServiceAvailable(backend, () => ping(backend));
     available.set(backend, known);
   }
   return known;
 }
 
-async function ping(backend: Exclude<Backend, 'sqlite'>): Promise<void> {
+async function ping(backend: Exclude<Backend, 'sqlite' | 'redis-cluster'>): Promise<void> {
   if (backend === 'redis') {
     const probe = new Redis(serviceUrls.redis, {
       lazyConnect: true,
@@ -52,9 +64,17 @@ async function ping(backend: Exclude<Backend, 'sqlite'>): Promise<void> {
   }
 }
 
-/** A fresh namespace on `backend`, migrated (SQL) and empty. */
+/** Redis Clusters started for targets (each target its own), stopped by dropTarget. */
+const clusters = new Map<string, RedisClusterHandle>();
+
+/** A fresh namespace on `backend`, migrated (SQL) and empty; a new local cluster for 'redis-cluster'. */
 export async function createTarget(backend: Backend, base = 'kp_fleet'): Promise<StoreTarget> {
   const namespace = uniqueName(base);
+  if (backend === 'redis-cluster') {
+    const cluster = await startRedisCluster();
+    clusters.set(namespace, cluster);
+    return { backend, url: cluster.url, namespace };
+  }
   const url =
     backend === 'sqlite' ? `sqlite:${join(tmpdir(), `${namespace}.db`)}` : (serviceUrls[backend] as string);
   const target: StoreTarget = { backend, url, namespace };
@@ -71,6 +91,11 @@ export async function createTarget(backend: Backend, base = 'kp_fleet'): Promise
 
 /** Removes everything the run wrote under the target's namespace. */
 export async function dropTarget(target: StoreTarget): Promise<void> {
+  if (target.backend === 'redis-cluster') {
+    await clusters.get(target.namespace)?.stop();
+    clusters.delete(target.namespace);
+    return;
+  }
   if (target.backend === 'redis') {
     const client = new Redis(target.url);
     try {

@@ -45,7 +45,8 @@ function capacityPerWindow(limits: { rpm: number; tpm: number }): number {
 const masterKey = generateMasterKey();
 process.env.KEYPOOL_MASTER_KEY = masterKey; // inherited by the forked processes
 
-for (const backend of SERVER_BACKENDS) {
+// Redis Cluster too: a local three-master cluster, the processes on ioredis Cluster clients.
+for (const backend of [...SERVER_BACKENDS, 'redis-cluster'] as const) {
   const isUp = await isBackendUp(backend);
 
   describe.skipIf(!isUp)(`${PROCESSES} processes on one ${backend} store, ${WINDOWS} windows`, () => {

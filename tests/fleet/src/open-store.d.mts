@@ -2,12 +2,12 @@ import type { Store } from '@keypool/spec';
 import type { RedisStoreOptions } from '@keypool/store-redis';
 import type { SqlStoreOptions } from '@keypool/store-sql';
 
-export type Backend = 'redis' | 'postgres' | 'mysql' | 'sqlite';
+export type Backend = 'redis' | 'redis-cluster' | 'postgres' | 'mysql' | 'sqlite';
 
 /** Where a fleet's store lives; plain data, so it crosses to child processes as JSON. */
 export interface StoreTarget {
   backend: Backend;
-  /** Redis: redis://…; PostgreSQL: postgres://…; MariaDB: mysql://…; SQLite: sqlite:<file>. */
+  /** Redis: redis://…; Redis Cluster: redis-cluster://host:port,…; PostgreSQL: postgres://…; MariaDB: mysql://…; SQLite: sqlite:<file>. */
   url: string;
   /** Redis prefix, PostgreSQL schema, or MariaDB table prefix (without the trailing `_`). */
   namespace: string;

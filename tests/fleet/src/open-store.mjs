@@ -4,11 +4,25 @@
  */
 import { redisStore } from '@keypool/store-redis';
 import { sqlStore } from '@keypool/store-sql';
+import { redisClusterNodes } from '@keypool/testing';
+import { Cluster } from 'ioredis';
 
 /** @param {import('./open-store.mjs').StoreTarget} target */
 export function openStore(target, extra = {}) {
   if (target.backend === 'redis') {
     return redisStore({ url: target.url, prefix: target.namespace, ...extra });
+  }
+  if (target.backend === 'redis-cluster') {
+    // The user's Cluster client, as a Cluster deployment would pass it; the store never closes
+    // a user's client, so close() here does.
+    const client = new Cluster(redisClusterNodes(target.url), { redisOptions: { commandTimeout: 1_000 } });
+    const store = redisStore({ client, prefix: target.namespace, ...extra });
+    const close = store.close.bind(store);
+    store.close = async () => {
+      await close();
+      client.disconnect();
+    };
+    return store;
   }
   if (target.backend === 'postgres') return sqlStore({ url: target.url, schema: target.namespace, ...extra });
   if (target.backend === 'mysql') {
