@@ -1,8 +1,10 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { openSecret, parseMasterKey, sealedKeyId } from '@keypool/core';
 import { dashboardDir } from '@keypool/dashboard';
 import { sqlStore } from '@keypool/store-sql';
 import { isServiceAvailable, type MockUpstream, startMockUpstream } from '@keypool/testing';
@@ -297,6 +299,60 @@ describe('keypool (built binary)', () => {
     const again = await keypool(['rotate-master-key', '--json']);
     expect(again.code).toBe(0);
   }, 30_000);
+
+  it('rotate-master-key killed midway resumes: every record ends sealed by the one new key', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'keypool-rotate-'));
+    const keyFile = join(cwd, '.keypool', 'master.key');
+    const secrets = Array.from(
+      { length: 150 },
+      (_, i) => `sk-rotate-${String(i).padStart(4, '0')}-${'r'.repeat(24)}`,
+    );
+    try {
+      writeFileSync(join(cwd, 'keys.env'), `OPENAI_API_KEYS=${secrets.join(',')}\n`);
+      const imported = await keypool(['import-env', 'keys.env', '--json'], {}, cwd);
+      expect(json(imported).added).toHaveLength(150);
+      const oldKey = readFileSync(keyFile, 'utf8');
+
+      // Killed (no chance to clean up) once it has re-sealed a first record.
+      const child = spawn(process.execPath, [BIN, 'rotate-master-key'], { cwd, env: cleanEnv() });
+      let said = '';
+      child.stdout.on('data', (chunk) => {
+        said += chunk;
+        if (said.includes('re-sealed')) child.kill('SIGKILL');
+      });
+      const [, signal] = await once(child, 'exit');
+      expect(signal, said).toBe('SIGKILL');
+      expect(said).not.toContain('done:');
+      expect(readFileSync(keyFile, 'utf8')).toBe(oldKey);
+      const newKey = readFileSync(`${keyFile}.next`, 'utf8');
+
+      // Half-rotated, the keys still open (both keys are loaded) and the rotation picks up where it stopped.
+      expect(json(await keypool(['keys', 'list', '--json'], {}, cwd)).keys).toHaveLength(150);
+      const resumed = await keypool(['rotate-master-key', '--json'], {}, cwd);
+      const report = json(resumed);
+      expect(report.skipped, 'records re-sealed before the kill').toBeGreaterThanOrEqual(1);
+      expect(report.resealed + report.skipped).toBe(150);
+      expect(readFileSync(keyFile, 'utf8')).toBe(newKey);
+      expect(existsSync(`${keyFile}.next`)).toBe(false);
+      expect(readFileSync(report.oldKeyFile, 'utf8')).toBe(oldKey);
+      expect(statSync(report.oldKeyFile).mode & 0o777).toBe(0o600);
+
+      // Every record: sealed by the new key alone, and it opens to the secret imported.
+      const master = parseMasterKey(newKey);
+      const store = sqlStore({ url: `sqlite:${join(cwd, '.keypool', 'keypool.db')}` });
+      try {
+        const records = await store.listKeys();
+        expect(
+          records.every((r) => r.masterKeyId === master.id && sealedKeyId(r.sealedSecret) === master.id),
+        ).toBe(true);
+        expect(records.map((r) => openSecret(r.sealedSecret, [master])).sort()).toEqual([...secrets].sort());
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('errors say what is wrong and how to fix it; --help everywhere', async () => {
     const badStore = await keypool(['keys', 'list', '--store', 'ftp://x']);

@@ -1,4 +1,14 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  constants,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { generateMasterKey, type MasterKey, parseMasterKey } from '@keypool/core';
 
@@ -66,11 +76,15 @@ export function loadMasterKeys(
   return { keys: [writeNewKeyFile(paths.current)], source: 'generated', file: paths.current };
 }
 
-/** Ends a rotation: the new key becomes master.key; the old one is kept beside it (0600) until you delete it. */
+/**
+ * Ends a rotation: the new key becomes master.key; the old one is kept beside it (0600) until you
+ * delete it. The backup is a copy and the swap one rename over master.key, so a crash at any
+ * point leaves master.key in place (old with master.key.next beside it: run the rotation again).
+ */
 export function finishRotationFiles(dataDir: string): string {
   const paths = masterKeyPaths(dataDir);
   const backup = `${paths.current}.old-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-  if (existsSync(paths.current)) renameSync(paths.current, backup);
+  if (existsSync(paths.current)) copyFileSync(paths.current, backup, constants.COPYFILE_EXCL);
   renameSync(paths.next, paths.current);
   return backup;
 }
