@@ -34,13 +34,15 @@ export function isBackendUp(backend: Backend): Promise<boolean> {
         ? Promise.resolve(true)
         : backend === 'redis-cluster'
           ? isRedisServerAvailable()
-          : isServiceAvailable(backend, () => ping(backend));
+          : backend === 'postgres+redis'
+            ? Promise.all([isBackendUp('postgres'), isBackendUp('redis')]).then((up) => up.every(Boolean))
+            : isServiceAvailable(backend, () => ping(backend));
     available.set(backend, known);
   }
   return known;
 }
 
-async function ping(backend: Exclude<Backend, 'sqlite' | 'redis-cluster'>): Promise<void> {
+async function ping(backend: 'redis' | 'postgres' | 'mysql'): Promise<void> {
   if (backend === 'redis') {
     const probe = new Redis(serviceUrls.redis, {
       lazyConnect: true,
@@ -76,7 +78,9 @@ export async function createTarget(backend: Backend, base = 'kp_fleet'): Promise
     return { backend, url: cluster.url, namespace };
   }
   const url =
-    backend === 'sqlite' ? `sqlite:${join(tmpdir(), `${namespace}.db`)}` : (serviceUrls[backend] as string);
+    backend === 'sqlite'
+      ? `sqlite:${join(tmpdir(), `${namespace}.db`)}`
+      : serviceUrls[backend === 'postgres+redis' ? 'postgres' : backend];
   const target: StoreTarget = { backend, url, namespace };
   if (backend !== 'redis') {
     const store = openStore(target, { migrate: true });
@@ -96,8 +100,8 @@ export async function dropTarget(target: StoreTarget): Promise<void> {
     clusters.delete(target.namespace);
     return;
   }
-  if (target.backend === 'redis') {
-    const client = new Redis(target.url);
+  if (target.backend === 'redis' || target.backend === 'postgres+redis') {
+    const client = new Redis(target.backend === 'redis' ? target.url : serviceUrls.redis);
     try {
       let cursor = '0';
       do {
@@ -108,7 +112,7 @@ export async function dropTarget(target: StoreTarget): Promise<void> {
     } finally {
       client.disconnect();
     }
-    return;
+    if (target.backend === 'redis') return;
   }
   if (target.backend === 'sqlite') {
     const file = target.url.slice('sqlite:'.length);
@@ -117,7 +121,7 @@ export async function dropTarget(target: StoreTarget): Promise<void> {
   }
   const admin = sqlStore({ url: target.url });
   try {
-    if (target.backend === 'postgres') {
+    if (target.backend === 'postgres' || target.backend === 'postgres+redis') {
       await sql`drop schema if exists ${sql.id(target.namespace)} cascade`.execute(admin.db);
     } else {
       const { rows } = await sql<{ t: string }>`select table_name as t from information_schema.tables

@@ -45,8 +45,9 @@ function capacityPerWindow(limits: { rpm: number; tpm: number }): number {
 const masterKey = generateMasterKey();
 process.env.KEYPOOL_MASTER_KEY = masterKey; // inherited by the forked processes
 
-// Redis Cluster too: a local three-master cluster, the processes on ioredis Cluster clients.
-for (const backend of [...SERVER_BACKENDS, 'redis-cluster'] as const) {
+// Also on a Redis Cluster (a local three-master cluster, the processes on ioredis Cluster clients)
+// and on PostgreSQL records with hot state in Redis (sqlStore's hotState).
+for (const backend of [...SERVER_BACKENDS, 'redis-cluster', 'postgres+redis'] as const) {
   const isUp = await isBackendUp(backend);
 
   describe.skipIf(!isUp)(`${PROCESSES} processes on one ${backend} store, ${WINDOWS} windows`, () => {

@@ -4,7 +4,7 @@
  */
 import { redisStore } from '@keypool/store-redis';
 import { sqlStore } from '@keypool/store-sql';
-import { redisClusterNodes } from '@keypool/testing';
+import { redisClusterNodes, serviceUrls } from '@keypool/testing';
 import { Cluster } from 'ioredis';
 
 /** @param {import('./open-store.mjs').StoreTarget} target */
@@ -21,6 +21,17 @@ export function openStore(target, extra = {}) {
     store.close = async () => {
       await close();
       client.disconnect();
+    };
+    return store;
+  }
+  if (target.backend === 'postgres+redis') {
+    // Records in PostgreSQL, hot state in Redis; the SQL store leaves its hotState open, so close() here closes it.
+    const hotState = redisStore({ url: serviceUrls.redis, prefix: target.namespace });
+    const store = sqlStore({ url: target.url, schema: target.namespace, hotState, ...extra });
+    const close = store.close.bind(store);
+    store.close = async () => {
+      await close();
+      await hotState.close();
     };
     return store;
   }
