@@ -110,6 +110,21 @@ describe.skipIf(!cluster)('Redis Cluster', () => {
     }
   });
 
+  it('init() refuses a cluster where any master may evict any key', async () => {
+    const admin = clusterClient();
+    try {
+      await admin.ping();
+      const [, second] = admin.nodes('master');
+      await second!.config('SET', 'maxmemory-policy', 'allkeys-lfu');
+      const store = clusterStore(uniqueName('kp_cluster'));
+      await expect(store.init?.()).rejects.toThrow(/maxmemory-policy allkeys-lfu/);
+      await store.close();
+      await second!.config('SET', 'maxmemory-policy', 'noeviction');
+    } finally {
+      admin.disconnect();
+    }
+  });
+
   it("tells another process's store that the keys changed, over the Cluster's pub/sub", async () => {
     const prefix = uniqueName('kp_cluster');
     const writer = clusterStore(prefix);

@@ -46,6 +46,12 @@ export interface RedisStoreOptions {
   commandTimeoutMs?: number;
   /** Per-process fallback while Redis is unreachable. Default enabled. */
   fallback?: { enabled?: boolean };
+  /**
+   * Start even when Redis may evict any key (`maxmemory-policy allkeys-*`), which `init()`
+   * refuses by default: an evicted window or lease lets the fleet past its limits, an evicted
+   * record loses a key. Default false.
+   */
+  allowEviction?: boolean;
 }
 
 const heartbeatEveryMs = 3_000;
@@ -109,6 +115,7 @@ export class RedisStore implements Store {
   /** A user's client may have no commandTimeout: then we race our own timer. */
   private readonly needsGuard: boolean;
   private readonly fallbackEnabled: boolean;
+  private readonly allowEviction: boolean;
   private readonly instanceId = randomUUID();
   private readonly listeners = new Set<(event: StoreEvent) => void>();
   private subscriber: Redis | Cluster | undefined;
@@ -139,6 +146,7 @@ export class RedisStore implements Store {
   constructor(options: RedisStoreOptions = {}) {
     this.timeoutMs = options.commandTimeoutMs ?? 1_000;
     this.fallbackEnabled = options.fallback?.enabled ?? true;
+    this.allowEviction = options.allowEviction === true;
     const prefix = options.prefix ?? 'keypool';
     if (!prefix || /[{}]/.test(prefix)) {
       throw new RedisStoreError(
@@ -191,7 +199,29 @@ export class RedisStore implements Store {
     } catch (error) {
       throw this.unreachable(error);
     }
+    if (!this.allowEviction) await this.refuseEviction();
     await this.heartbeat();
+  }
+
+  /** Throws when a node serving this store may evict keys that have no expiry. */
+  private async refuseEviction(): Promise<void> {
+    const client = this.client as Redis | Cluster;
+    const nodes = 'nodes' in client && typeof client.nodes === 'function' ? client.nodes('master') : [client];
+    for (const node of nodes) {
+      let policy: unknown;
+      try {
+        policy = ((await this.guard((node as Redis).config('GET', 'maxmemory-policy'))) as string[])[1];
+      } catch {
+        // Managed Redis often disables CONFIG: nothing to check there.
+        continue;
+      }
+      if (typeof policy === 'string' && policy.startsWith('allkeys-')) {
+        throw new RedisStoreError(
+          'KEYPOOL_INVALID_CONFIG',
+          `redisStore: Redis runs with maxmemory-policy ${policy}, so it may evict keypool's windows, leases and records under memory pressure (and then let the fleet past its limits). Set maxmemory-policy to noeviction (or a volatile-* policy), or pass allowEviction: true to accept the risk.`,
+        );
+      }
+    }
   }
 
   // -------------------------------------------------------------------------

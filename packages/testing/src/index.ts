@@ -19,6 +19,7 @@ export {
   type RedisClusterHandle,
   redisClusterNodes,
   startRedisCluster,
+  startRedisServer,
 } from './redis-cluster.js';
 export * from './services.js';
 export { type StoreFactory, testStore } from './store-suite.js';

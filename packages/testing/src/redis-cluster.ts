@@ -55,7 +55,10 @@ export async function startRedisCluster({
     for (let i = 0; i < masters; i++) {
       const port = await freeNodePort(ports);
       ports.push(port);
-      children.push(await startNode(dir, port, open));
+      // biome-ignore format: options beside their values
+      children.push(await startNode(dir, port, open, [
+        '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`),
+      ]));
     }
     const admins = ports.map(open);
     try {
@@ -101,6 +104,39 @@ export async function startRedisCluster({
   };
 }
 
+/**
+ * A standalone Redis of its own (not the shared one on 6379), for tests that change server
+ * settings: `extraArgs` go to redis-server as they are (e.g. `['--maxmemory-policy', 'allkeys-lru']`).
+ */
+export async function startRedisServer(
+  extraArgs: readonly string[] = [],
+): Promise<{ url: string; port: number; stop(): Promise<void> }> {
+  const { Redis } = await import('ioredis');
+  const open = (port: number) =>
+    new Redis({ host, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const dir = await mkdtemp(join(tmpdir(), 'keypool-redis-'));
+  const port = await freeNodePort([]);
+  let child: ChildProcess;
+  try {
+    child = await startNode(dir, port, open, extraArgs);
+  } catch (error) {
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    url: `redis://${host}:${port}`,
+    port,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = once(child, 'exit');
+        child.kill('SIGTERM');
+        await exited;
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 /** Seed nodes of a `redis-cluster://host:port,host:port` URL (see RedisClusterHandle.url). */
 export function redisClusterNodes(url: string): Array<{ host: string; port: number }> {
   const list = url.replace(/^redis-cluster:\/\//, '');
@@ -123,13 +159,18 @@ export function isRedisServerAvailable(): Promise<boolean> {
   );
 }
 
-async function startNode(dir: string, port: number, open: (port: number) => Redis): Promise<ChildProcess> {
+async function startNode(
+  dir: string,
+  port: number,
+  open: (port: number) => Redis,
+  extraArgs: readonly string[],
+): Promise<ChildProcess> {
   const log = join(dir, `${port}.log`);
   // biome-ignore format: options beside their values read better than one per line
   const child = spawn(redisServer(), [
     '--port', String(port), '--bind', host,
-    '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`),
     '--dir', dir, '--save', '', '--appendonly', 'no', '--logfile', log,
+    ...extraArgs,
   ], { stdio: 'ignore' });
   const failed = new Promise<never>((_, reject) => {
     child.once('error', reject);
