@@ -42,13 +42,14 @@ describe.skipIf(!isUp)('sql:postgres functions vs SQLite hot path vs the TypeScr
     } finally {
       await memory.close?.();
     }
-  });
+    // 600 steps on five stores take ~5 s alone on this machine, more beside other test files.
+  }, 60_000);
 
   // Another process's clock may be behind. The SQL paths count exactly then; the memory store
   // (one process, one clock) drops what left its window for good, so it is not compared here.
   it('decide alike with time also moving backward', async () => {
     await differential({ seed: 7, isClockSteppingBack: true, extra: [] });
-  });
+  }, 60_000);
 
   async function differential(options: { seed: number; isClockSteppingBack: boolean; extra: Store[] }) {
     await run.empty();
