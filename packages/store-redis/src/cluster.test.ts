@@ -34,12 +34,9 @@ async function keysByNode(prefix: string): Promise<string[][]> {
     return await Promise.all(
       client.nodes('master').map(async (node) => {
         const found: string[] = [];
-        let cursor = '0';
-        do {
-          const [next, batch] = await node.scan(cursor, 'MATCH', `{${prefix}}*`, 'COUNT', 1_000);
-          found.push(...batch);
-          cursor = next;
-        } while (cursor !== '0');
+        for await (const batch of node.scanStream({ match: `{${prefix}}*`, count: 1_000 })) {
+          found.push(...(batch as string[]));
+        }
         return { port: node.options.port, found };
       }),
     ).then((lists) => cluster!.nodes.map(({ port }) => lists.find((l) => l.port === port)?.found ?? []));

@@ -1,7 +1,6 @@
 import type { Store } from '@keypool/spec';
 import { redisStore } from '@keypool/store-redis';
-import { isServiceAvailable, serviceUrls, testStore, uniqueName } from '@keypool/testing';
-import { Redis } from 'ioredis';
+import { dropRedisPrefix, isRedisAvailable, serviceUrls, testStore, uniqueName } from '@keypool/testing';
 import { afterAll, describe } from 'vitest';
 import { DIALECTS, target } from './test-fixture.js';
 
@@ -28,33 +27,13 @@ for (const dialect of DIALECTS) {
 // Records in PostgreSQL, hot state in Redis (`hotState`): the same suite on the pair. Each store
 // gets a Redis prefix of its own; a peer opens its own SQL pool and Redis connection on both.
 const hybrid = target('postgres');
-const isHybridUp =
-  (await hybrid.setUp()) &&
-  (await isServiceAvailable('redis', async () => {
-    const probe = new Redis(serviceUrls.redis, { lazyConnect: true, maxRetriesPerRequest: 0 });
-    probe.on('error', () => {});
-    try {
-      await probe.connect();
-      await probe.ping();
-    } finally {
-      probe.disconnect();
-    }
-  }));
+const isHybridUp = (await hybrid.setUp()) && (await isRedisAvailable());
 describe.skipIf(!isHybridUp)('sql:postgres with hotState: redisStore', () => {
   const prefixes = new WeakMap<Store, string>();
   const used: string[] = [];
   afterAll(async () => {
     await hybrid.tearDown();
-    const client = new Redis(serviceUrls.redis);
-    try {
-      for (const prefix of used) {
-        for await (const keys of client.scanStream({ match: `{${prefix}}*`, count: 1_000 })) {
-          if ((keys as string[]).length > 0) await client.del(...(keys as string[]));
-        }
-      }
-    } finally {
-      client.disconnect();
-    }
+    for (const prefix of used) await dropRedisPrefix(prefix);
   });
   /** The SQL store does not close its hotState store; this one does, after it. */
   function open(prefix: string): Store {

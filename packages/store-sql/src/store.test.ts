@@ -5,7 +5,13 @@ import { join } from 'node:path';
 import { fingerprintSecret, generateMasterKey, maskSecret, parseMasterKey, sealSecret } from '@keypool/core';
 import type { KeyRecord, ReserveRequest } from '@keypool/spec';
 import { redisStore } from '@keypool/store-redis';
-import { isServiceAvailable, serviceUrls, uniqueName } from '@keypool/testing';
+import {
+  dropRedisPrefix,
+  isRedisAvailable,
+  isServiceAvailable,
+  serviceUrls,
+  uniqueName,
+} from '@keypool/testing';
 import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import { migrate, sqlStore } from './index.js';
@@ -253,19 +259,7 @@ describe.skipIf(!isPostgresUp)('sqlStore({ db }) with your own Kysely instance',
   });
 });
 
-const isRedisUp = await isServiceAvailable('redis', async () => {
-  const probe = redisStore({
-    url: serviceUrls.redis,
-    prefix: uniqueName('kpprobe'),
-    fallback: { enabled: false },
-  });
-  try {
-    await probe.init?.();
-    await probe.keysVersion();
-  } finally {
-    await probe.close();
-  }
-});
+const isRedisUp = await isRedisAvailable();
 
 describe.skipIf(!isRedisUp)('hotState: records in SQL, hot state in Redis', () => {
   it('reserves and settles through Redis while keys, usage and audit stay in SQL', async () => {
@@ -317,6 +311,7 @@ describe.skipIf(!isRedisUp)('hotState: records in SQL, hot state in Redis', () =
       await sqlOnly.close();
       await redis.close();
       await redisPeer.close();
+      await dropRedisPrefix(prefix);
       for (const suffix of ['', '-wal', '-shm']) rmSync(file + suffix, { force: true });
     }
   });

@@ -15,11 +15,13 @@ export type {
 } from './provider-suite.js';
 export { headerValue, isQuotaOutcome, testProvider } from './provider-suite.js';
 export {
+  dropRedisPrefix,
+  isRedisAvailable,
   isRedisServerAvailable,
   type RedisClusterHandle,
   redisClusterNodes,
   startRedisCluster,
   startRedisServer,
-} from './redis-cluster.js';
+} from './redis.js';
 export * from './services.js';
 export { type StoreFactory, testStore } from './store-suite.js';

@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sqlStore } from '@keypool/store-sql';
 import {
+  dropRedisPrefix,
+  isRedisAvailable,
   isRedisServerAvailable,
   isServiceAvailable,
   type RedisClusterHandle,
@@ -14,7 +16,6 @@ import {
   startRedisCluster,
   uniqueName,
 } from '@keypool/testing';
-import { Redis } from 'ioredis';
 import { sql } from 'kysely';
 import { type Backend, openStore, type StoreTarget } from './open-store.mjs';
 
@@ -29,35 +30,28 @@ const available = new Map<Backend, Promise<boolean>>();
 export function isBackendUp(backend: Backend): Promise<boolean> {
   let known = available.get(backend);
   if (known === undefined) {
-    known =
-      backend === 'sqlite'
-        ? Promise.resolve(true)
-        : backend === 'redis-cluster'
-          ? isRedisServerAvailable()
-          : backend === 'postgres+redis'
-            ? Promise.all([isBackendUp('postgres'), isBackendUp('redis')]).then((up) => up.every(Boolean))
-            : isServiceAvailable(backend, () => ping(backend));
+    known = checkBackend(backend);
     available.set(backend, known);
   }
   return known;
 }
 
-async function ping(backend: 'redis' | 'postgres' | 'mysql'): Promise<void> {
-  if (backend === 'redis') {
-    const probe = new Redis(serviceUrls.redis, {
-      lazyConnect: true,
-      maxRetriesPerRequest: 0,
-      connectTimeout: 1_000,
-    });
-    probe.on('error', () => {});
-    try {
-      await probe.connect();
-      await probe.ping();
-    } finally {
-      probe.disconnect();
-    }
-    return;
+async function checkBackend(backend: Backend): Promise<boolean> {
+  switch (backend) {
+    case 'sqlite':
+      return true;
+    case 'redis':
+      return isRedisAvailable();
+    case 'redis-cluster':
+      return isRedisServerAvailable();
+    case 'postgres+redis':
+      return (await isBackendUp('postgres')) && (await isBackendUp('redis'));
+    default:
+      return isServiceAvailable(backend, () => ping(backend));
   }
+}
+
+async function ping(backend: 'postgres' | 'mysql'): Promise<void> {
   const store = sqlStore({ url: serviceUrls[backend] });
   try {
     await sql`select 1`.execute(store.db);
@@ -101,17 +95,7 @@ export async function dropTarget(target: StoreTarget): Promise<void> {
     return;
   }
   if (target.backend === 'redis' || target.backend === 'postgres+redis') {
-    const client = new Redis(target.backend === 'redis' ? target.url : serviceUrls.redis);
-    try {
-      let cursor = '0';
-      do {
-        const [next, keys] = await client.scan(cursor, 'MATCH', `{${target.namespace}}*`, 'COUNT', 1_000);
-        if (keys.length > 0) await client.del(...keys);
-        cursor = next;
-      } while (cursor !== '0');
-    } finally {
-      client.disconnect();
-    }
+    await dropRedisPrefix(target.namespace, target.backend === 'redis' ? target.url : serviceUrls.redis);
     if (target.backend === 'redis') return;
   }
   if (target.backend === 'sqlite') {

@@ -6,7 +6,38 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Redis } from 'ioredis';
-import { isServiceAvailable } from './services.js';
+import { isServiceAvailable, serviceUrls } from './services.js';
+
+/**
+ * Whether the shared Redis answers at `url` (default KEYPOOL_TEST_REDIS_URL or 127.0.0.1:6379):
+ * skipped loudly, or failing under KEYPOOL_REQUIRE_SERVICES=1, when it does not.
+ */
+export function isRedisAvailable(url: string = serviceUrls.redis): Promise<boolean> {
+  return isServiceAvailable('redis', async () => {
+    const { Redis } = await import('ioredis');
+    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1_000 });
+    probe.on('error', () => {});
+    try {
+      await probe.connect();
+      await probe.ping();
+    } finally {
+      probe.disconnect();
+    }
+  });
+}
+
+/** Deletes every key under the hash tag `{prefix}` (SCAN, never KEYS) on the Redis at `url`. */
+export async function dropRedisPrefix(prefix: string, url: string = serviceUrls.redis): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const client = new Redis(url);
+  try {
+    for await (const keys of client.scanStream({ match: `{${prefix}}*`, count: 1_000 })) {
+      if ((keys as string[]).length > 0) await client.del(...(keys as string[]));
+    }
+  } finally {
+    client.disconnect();
+  }
+}
 
 /**
  * A real Redis Cluster for tests, started from the machine's `redis-server`
