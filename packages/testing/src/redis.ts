@@ -84,12 +84,12 @@ export async function startRedisCluster({
   const perNode = Math.ceil(slotCount / masters);
   try {
     for (let i = 0; i < masters; i++) {
-      const port = await freeNodePort(ports);
-      ports.push(port);
       // biome-ignore format: options beside their values
-      children.push(await startNode(dir, port, open, [
+      const node = await startOnFreePort(dir, open, ports, (port) => [
         '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`),
-      ]));
+      ]);
+      ports.push(node.port);
+      children.push(node.child);
     }
     const admins = ports.map(open);
     try {
@@ -146,10 +146,10 @@ export async function startRedisServer(
   const open = (port: number) =>
     new Redis({ host, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   const dir = await mkdtemp(join(tmpdir(), 'keypool-redis-'));
-  const port = await freeNodePort([]);
+  let port: number;
   let child: ChildProcess;
   try {
-    child = await startNode(dir, port, open, extraArgs);
+    ({ port, child } = await startOnFreePort(dir, open, [], () => extraArgs));
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
     throw error;
@@ -190,6 +190,23 @@ export function isRedisServerAvailable(): Promise<boolean> {
   );
 }
 
+/** Starts a node on a free port; another port when the one picked was taken in the meantime. */
+async function startOnFreePort(
+  dir: string,
+  open: (port: number) => Redis,
+  taken: number[],
+  argsFor: (port: number) => readonly string[],
+): Promise<{ port: number; child: ChildProcess }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freeNodePort(taken);
+    try {
+      return { port, child: await startNode(dir, port, open, argsFor(port)) };
+    } catch (error) {
+      if (attempt === 3) throw error;
+    }
+  }
+}
+
 async function startNode(
   dir: string,
   port: number,
@@ -202,31 +219,43 @@ async function startNode(
     '--port', String(port), '--bind', host,
     '--dir', dir, '--save', '', '--appendonly', 'no', '--logfile', log,
     ...extraArgs,
-  ], { stdio: 'ignore' });
+  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Bad options are reported on stderr, everything after start-up in the log file.
+  let stderr = '';
+  child.stderr?.on('data', (chunk) => (stderr += chunk));
   const failed = new Promise<never>((_, reject) => {
     child.once('error', reject);
     child.once('exit', (code) => {
       void readFile(log, 'utf8')
         .catch(() => '')
-        .then((tail) => reject(new Error(`redis-server on :${port} exited (${code}): ${tail.slice(-500)}`)));
+        .then((tail) =>
+          reject(
+            new Error(`redis-server on :${port} exited (${code}): ${(stderr + tail).trim().slice(-500)}`),
+          ),
+        );
     });
   });
   failed.catch(() => {}); // only raced below: an exit after start-up is stop()'s business
-  await Promise.race([
-    failed,
-    waitFor(`redis-server on :${port} to answer`, async () => {
-      const probe = open(port);
-      probe.on('error', () => {});
-      try {
-        await probe.connect();
-        return (await probe.ping()) === 'PONG';
-      } catch {
-        return false;
-      } finally {
-        probe.disconnect();
-      }
-    }),
-  ]);
+  try {
+    await Promise.race([
+      failed,
+      waitFor(`redis-server on :${port} to answer`, async () => {
+        const probe = open(port);
+        probe.on('error', () => {});
+        try {
+          await probe.connect();
+          return (await probe.ping()) === 'PONG';
+        } catch {
+          return false;
+        } finally {
+          probe.disconnect();
+        }
+      }),
+    ]);
+  } catch (error) {
+    child.kill('SIGKILL'); // never leave a node behind that did not come up
+    throw error;
+  }
   return child;
 }
 
