@@ -52,6 +52,10 @@ export interface RedisClusterHandle {
   readonly url: string;
   /** Index in `nodes` of the master that serves `key` (hash tags honoured). */
   nodeOf(key: string): Promise<number>;
+  /** Freezes node `index` (SIGSTOP): connections stay open and nothing answers, as in a stall or partition. */
+  pause(index: number): void;
+  /** Lets a paused node run again (SIGCONT), with its data. */
+  resume(index: number): void;
   stop(): Promise<void>;
 }
 
@@ -75,6 +79,7 @@ export async function startRedisCluster({
       children.map(async (child) => {
         if (child.exitCode !== null || child.signalCode !== null) return;
         const exited = once(child, 'exit');
+        child.kill('SIGCONT'); // a paused node handles SIGTERM only once it runs
         child.kill('SIGTERM');
         await exited;
       }),
@@ -131,8 +136,16 @@ export async function startRedisCluster({
         probe.disconnect();
       }
     },
+    pause: (index) => signal(children, index, 'SIGSTOP'),
+    resume: (index) => signal(children, index, 'SIGCONT'),
     stop,
   };
+}
+
+function signal(children: ChildProcess[], index: number, name: NodeJS.Signals): void {
+  const child = children[index];
+  if (!child) throw new Error(`no cluster node ${index} (the cluster has ${children.length})`);
+  child.kill(name);
 }
 
 /**
