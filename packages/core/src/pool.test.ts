@@ -204,6 +204,35 @@ describe('failure table', () => {
     expect(served.has(alias)).toBe(true);
   });
 
+  it('a refresh that read the key state before a 401 marked it invalid does not bring it back', async () => {
+    // The store answers a states read with what it held when asked, but only once let go: the
+    // read is "in flight" across the 401, as a slow database round trip would be.
+    const store = memoryStore();
+    let isHolding = false;
+    let letGo: (() => void) | undefined;
+    const slowReads = new Proxy(store, {
+      get(target, name, receiver) {
+        if (name !== 'getKeyStates') return Reflect.get(target, name, receiver);
+        return async (ids: string[]) => {
+          const states = await target.getKeyStates(ids);
+          if (isHolding) await new Promise<void>((resolve) => (letGo = resolve));
+          return states;
+        };
+      },
+    });
+    const pool = await makePool({ store: slowReads, keys: keys(1) });
+    isHolding = true;
+    const refreshed = pool.refresh();
+    while (letGo === undefined) await Promise.resolve();
+    isHolding = false;
+    const { alias } = await failOnce(pool, { ok: false, status: 401 });
+    expect(pool.health().keys[0]).toMatchObject({ alias, status: 'invalid' });
+    letGo();
+    await refreshed;
+    expect(pool.health().keys[0]?.status).toBe('invalid');
+    await expect(pool.acquire({ provider: 'openai' })).rejects.toBeInstanceOf(NoKeyAvailableError);
+  });
+
   it('403 excludes the key for that model only', async () => {
     const pool = await makePool({ keys: keys(2) });
     const { alias } = await failOnce(pool, { ok: false, status: 403 }, 'gpt-4o');

@@ -149,6 +149,11 @@ class KeyEntry implements KeyView {
   outputTokens = 0;
   costUsd = 0;
   state: KeyState;
+  /**
+   * Counts the states adopted: a store read that began before a state this process wrote must
+   * not put the older one back (see `adoptRead`).
+   */
+  stateWrites = 0;
   usage: KeyUsageSnapshot | undefined;
   /** Set by `linkOrgs` when the key declares an organization. */
   org: OrgGroup | undefined;
@@ -476,13 +481,14 @@ class Pool implements KeyPool {
     const ids = Object.keys(refusals).filter((id) => isLastResortReason(refusals[id]));
     if (ids.length === 0) return undefined;
     // Fresh states: the local view may be a refresh behind the refusal.
+    const writes = this.writesOf(ids);
     const states = await this.store.getKeyStates(ids);
     const now = this.now();
     const ranked: Array<{ entry: KeyEntry; until: number; reason: LastResortReason }> = [];
-    for (const state of states) {
-      const entry = this.entries.get(state.keyId);
+    for (const read of states) {
+      const entry = this.entries.get(read.keyId);
       if (entry === undefined) continue;
-      this.adoptState(entry, state, now);
+      const state = this.adoptRead(entry, read, now, writes.get(read.keyId) ?? 0);
       ranked.push({
         entry,
         until: cooldownEnd(state, now),
@@ -814,7 +820,24 @@ class Pool implements KeyPool {
   private adoptState(entry: KeyEntry, state: KeyState, now: number): void {
     const before = this.statusOf(entry, now);
     entry.state = state;
+    entry.stateWrites++;
     this.noteStatusChange(entry, before, now);
+  }
+
+  /**
+   * Adopts a state read from the store unless the key adopted another while the read was out
+   * (`writesBefore` is its `stateWrites` when the read began): e.g. a refresh that read "active"
+   * just before this process marked the key invalid. The next read brings any later change.
+   * Returns the state the key holds now.
+   */
+  private adoptRead(entry: KeyEntry, state: KeyState, now: number, writesBefore: number): KeyState {
+    if (entry.stateWrites === writesBefore) this.adoptState(entry, state, now);
+    return entry.state;
+  }
+
+  /** `stateWrites` of each known key, taken before a read of their states. */
+  private writesOf(ids: readonly string[]): Map<string, number> {
+    return new Map(ids.map((id) => [id, this.entries.get(id)?.stateWrites ?? 0]));
   }
 
   private statusOf(entry: KeyEntry, now: number): DerivedStatus {
@@ -1360,6 +1383,7 @@ class Pool implements KeyPool {
     this.linkOrgs();
     const now = this.now();
     const window = this.calendar.at(now);
+    const writes = this.writesOf(ids);
     const [states, usage] = await Promise.all([
       this.store.getKeyStates(ids),
       this.store.usageSnapshot([...ids, ...this.orgs.keys()], {
@@ -1371,7 +1395,7 @@ class Pool implements KeyPool {
     ]);
     for (const state of states) {
       const entry = this.entries.get(state.keyId);
-      if (entry !== undefined) this.adoptState(entry, state, now);
+      if (entry !== undefined) this.adoptRead(entry, state, now, writes.get(state.keyId) ?? 0);
     }
     for (const snapshot of usage) {
       const holder = this.entries.get(snapshot.keyId) ?? this.orgs.get(snapshot.keyId);
@@ -1441,10 +1465,11 @@ class Pool implements KeyPool {
 
   /** What the key is out for in the store's current state: another process may have brought it back. */
   private async currentProbeReasons(entry: KeyEntry): Promise<ProbeReason[]> {
-    const [state] = await this.store.getKeyStates([entry.id]);
-    if (state === undefined) return [];
+    const writesBefore = entry.stateWrites;
+    const [read] = await this.store.getKeyStates([entry.id]);
+    if (read === undefined) return [];
     const now = this.now();
-    this.adoptState(entry, state, now);
+    const state = this.adoptRead(entry, read, now, writesBefore);
     return entry.record.enabled ? probeReasons(state, now) : [];
   }
 
