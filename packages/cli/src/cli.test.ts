@@ -4,10 +4,16 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { openSecret, parseMasterKey, sealedKeyId } from '@keypool/core';
+import { generateMasterKey, openSecret, parseMasterKey, sealedKeyId } from '@keypool/core';
 import { dashboardDir } from '@keypool/dashboard';
 import { sqlStore } from '@keypool/store-sql';
-import { isServiceAvailable, type MockUpstream, startMockUpstream } from '@keypool/testing';
+import {
+  isRedisServerAvailable,
+  isServiceAvailable,
+  type MockUpstream,
+  startMockUpstream,
+  startRedisServer,
+} from '@keypool/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const BIN = resolve(import.meta.dirname, '../dist/bin.js');
@@ -30,6 +36,7 @@ function cleanEnv(): NodeJS.ProcessEnv {
   return env;
 }
 let mock: MockUpstream;
+const redisServerRuns = await isRedisServerAvailable();
 
 async function keypool(args: string[], env: Record<string, string> = {}, cwd = dir) {
   try {
@@ -353,6 +360,27 @@ describe('keypool (built binary)', () => {
       rmSync(cwd, { recursive: true, force: true });
     }
   }, 60_000);
+
+  it.skipIf(!redisServerRuns)(
+    'refuses a Redis that may evict any key, says how to go on, and goes on when told',
+    async () => {
+      const redis = await startRedisServer(['--maxmemory-policy', 'allkeys-lru']);
+      try {
+        const args = ['keys', 'list', '--store', redis.url, '--json'];
+        const env = { KEYPOOL_MASTER_KEY: generateMasterKey() };
+        const refused = await keypool(args, env);
+        expect(refused.code).toBe(1);
+        expect(refused.stderr).toContain('maxmemory-policy allkeys-lru');
+        expect(refused.stderr).toContain('KEYPOOL_REDIS_ALLOW_EVICTION=1');
+        const accepted = await keypool(args, { ...env, KEYPOOL_REDIS_ALLOW_EVICTION: '1' });
+        expect(accepted.code, accepted.stderr).toBe(0);
+        expect(json(accepted).keys).toEqual([]);
+      } finally {
+        await redis.stop();
+      }
+    },
+    30_000,
+  );
 
   it('errors say what is wrong and how to fix it; --help everywhere', async () => {
     const badStore = await keypool(['keys', 'list', '--store', 'ftp://x']);

@@ -45,7 +45,8 @@ export async function openStore(url: string): Promise<Store> {
     case 'redis':
     case 'rediss': {
       const { redisStore } = await import('@keypool/store-redis');
-      return redisStore({ url });
+      // A Redis that may evict any key is refused at start-up unless the operator accepts it.
+      return redisStore({ url, allowEviction: process.env.KEYPOOL_REDIS_ALLOW_EVICTION === '1' });
     }
     case 'memory': {
       const { memoryStore } = await import('@keypool/store-memory');

@@ -218,7 +218,7 @@ export class RedisStore implements Store {
       if (typeof policy === 'string' && policy.startsWith('allkeys-')) {
         throw new RedisStoreError(
           'KEYPOOL_INVALID_CONFIG',
-          `redisStore: Redis runs with maxmemory-policy ${policy}, so it may evict keypool's windows, leases and records under memory pressure (and then let the fleet past its limits). Set maxmemory-policy to noeviction (or a volatile-* policy), or pass allowEviction: true to accept the risk.`,
+          `redisStore: Redis runs with maxmemory-policy ${policy}, so it may evict keypool's windows, leases and records under memory pressure (and then let the fleet past its limits). Set maxmemory-policy to noeviction (or a volatile-* policy), or pass allowEviction: true (KEYPOOL_REDIS_ALLOW_EVICTION=1 for the keypool CLI and server) to accept the risk.`,
         );
       }
     }

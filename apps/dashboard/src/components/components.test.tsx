@@ -73,7 +73,7 @@ describe('HeadroomBars', () => {
 });
 
 describe('OrgTable', () => {
-  it('shows each organization with its provider, key count and shared headroom', () => {
+  it('shows each organization with its provider, key count, shared limits and headroom', () => {
     render(
       <OrgTable
         orgs={[
@@ -102,6 +102,7 @@ describe('OrgTable', () => {
       'org-a',
       'openai',
       '2',
+      '4 rpm · $10.00/month',
       'rpm75%budget5%',
     ]);
     const meters = screen.getAllByRole('meter');
@@ -111,6 +112,7 @@ describe('OrgTable', () => {
     ]);
     expect(meters[1]!.className).toContain('bar-low');
     expect(second!.textContent).toContain('no shared limits');
+    expect(second!.children[3]!.textContent).toBe('—');
   });
 });
 

@@ -1,3 +1,4 @@
+import { formatCount, formatUsd } from '../format.js';
 import type { OrgHealth } from '../types.js';
 import { HeadroomBars } from './headroom.js';
 import { ScrollRegion } from './scroll-region.js';
@@ -17,6 +18,7 @@ export function OrgTable({ orgs }: { orgs: readonly OrgHealth[] }) {
             <th scope="col" className="num">
               Keys
             </th>
+            <th scope="col">Shared limits</th>
             <th scope="col">Shared headroom</th>
           </tr>
         </thead>
@@ -28,6 +30,7 @@ export function OrgTable({ orgs }: { orgs: readonly OrgHealth[] }) {
               </th>
               <td>{org.provider}</td>
               <td className="num">{org.keyIds.length}</td>
+              <td>{limitsText(org.limits)}</td>
               <td>
                 <HeadroomBars headroom={org.headroom} empty="no shared limits" />
               </td>
@@ -37,4 +40,16 @@ export function OrgTable({ orgs }: { orgs: readonly OrgHealth[] }) {
       </table>
     </ScrollRegion>
   );
+}
+
+/** The limits an organization's keys share, as the operator set them (`40 rpm · $10.00/month`). */
+function limitsText(limits: OrgHealth['limits']): string {
+  const parts = [
+    limits.rpm !== undefined && `${formatCount(limits.rpm)} rpm`,
+    limits.tpm !== undefined && `${formatCount(limits.tpm)} tpm`,
+    limits.requestsPerDay !== undefined && `${formatCount(limits.requestsPerDay)} req/day`,
+    limits.tokensPerDay !== undefined && `${formatCount(limits.tokensPerDay)} tok/day`,
+    limits.monthlyBudgetUsd !== undefined && `${formatUsd(limits.monthlyBudgetUsd)}/month`,
+  ].filter((part): part is string => typeof part === 'string');
+  return parts.length > 0 ? parts.join(' · ') : '—';
 }
