@@ -337,7 +337,13 @@ describe.skipIf(chromiumPath === undefined)('dashboard in chromium', () => {
     await expect
       .poll(() => org.getByRole('meter', { name: 'rpm headroom' }).getAttribute('value'), { timeout: 10_000 })
       .toBe('75');
-    expect(await org.locator('th, td').allTextContents()).toEqual(['org-e2e', 'openai', '2', '4 rpm', 'rpm75%']);
+    expect(await org.locator('th, td').allTextContents()).toEqual([
+      'org-e2e',
+      'openai',
+      '2',
+      '4 rpm',
+      'rpm75%',
+    ]);
     await shot(page, '13-organizations');
     await expectAccessible(page);
 
@@ -402,7 +408,13 @@ describe.skipIf(chromiumPath === undefined)('dashboard in chromium', () => {
     await expect
       .poll(() => org.getByRole('meter', { name: 'rpm headroom' }).getAttribute('value'), { timeout: 10_000 })
       .toBe('80');
-    expect(await org.locator('th, td').allTextContents()).toEqual(['org-ui', 'openai', '1', '5 rpm', 'rpm80%']);
+    expect(await org.locator('th, td').allTextContents()).toEqual([
+      'org-ui',
+      'openai',
+      '1',
+      '5 rpm',
+      'rpm80%',
+    ]);
     await shot(page, '15-organization-from-form');
     await expectAccessible(page);
   });
