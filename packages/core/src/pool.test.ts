@@ -233,6 +233,40 @@ describe('failure table', () => {
     await expect(pool.acquire({ provider: 'openai' })).rejects.toBeInstanceOf(NoKeyAvailableError);
   });
 
+  it('a refresh that listed the keys before this pool disabled one does not enable it again', async () => {
+    const store = memoryStore();
+    let isHolding = false;
+    let letGo: (() => void) | undefined;
+    const slowList = new Proxy(store, {
+      get(target, name, receiver) {
+        if (name !== 'listKeys') return Reflect.get(target, name, receiver);
+        return async () => {
+          const records = await target.listKeys();
+          if (isHolding) await new Promise<void>((resolve) => (letGo = resolve));
+          return records;
+        };
+      },
+    });
+    const pool = await makePool({ store: slowList, keys: keys(2) });
+    const [k0, k1] = pool.keys();
+    // Another process changes a record, so the next refresh lists the keys again.
+    await store.putKey({ ...(await store.getKey(k1!.id))!, priority: 1, updatedAt: T0 + 1 });
+    isHolding = true;
+    const refreshed = pool.refresh();
+    while (letGo === undefined) await Promise.resolve();
+    isHolding = false;
+    vi.setSystemTime(T0 + 5_000); // the disabled record is newer than the listed one
+    await pool.disableKey(k0!.id, 'leaked');
+    letGo();
+    await refreshed;
+    expect(pool.health().keys.find((k) => k.id === k0!.id)?.status).toBe('disabled');
+    for (let i = 0; i < 3; i++) expect(await use(pool)).toBe('k1');
+    // The list it dropped is read again on the next refresh: the other process's change arrives.
+    await pool.refresh();
+    expect(pool.keys().find((k) => k.id === k1!.id)?.priority).toBe(1);
+    expect(pool.health().keys.find((k) => k.id === k0!.id)?.status).toBe('disabled');
+  });
+
   it('403 excludes the key for that model only', async () => {
     const pool = await makePool({ keys: keys(2) });
     const { alias } = await failOnce(pool, { ok: false, status: 403 }, 'gpt-4o');

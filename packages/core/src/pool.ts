@@ -1134,7 +1134,7 @@ class Pool implements KeyPool {
     }
     this.assertAliasFree(record.alias, record.id);
     await this.store.putKey(record);
-    this.upsertEntry(record, spec.secret);
+    this.adoptOwnRecord(record, spec.secret);
     return toKeyInfo(record);
   }
 
@@ -1162,13 +1162,14 @@ class Pool implements KeyPool {
       }
     }
     await this.store.putKey(next);
-    this.upsertEntry(next, patch.secret ?? this.secretOf(next));
+    this.adoptOwnRecord(next, patch.secret ?? this.secretOf(next));
     return toKeyInfo(next);
   }
 
   async removeKey(id: string): Promise<boolean> {
     this.assertOpen();
     const removed = await this.store.deleteKey(id);
+    this.ownRecordWrites++;
     const entry = this.entries.get(id);
     if (entry !== undefined) {
       this.entries.delete(id);
@@ -1187,7 +1188,7 @@ class Pool implements KeyPool {
     await this.store.putKey(next);
     // Re-enabling is how an operator vouches for a key that upstream rejected.
     await this.store.updateKeyState(id, { clear: ['invalidSince'], now: this.now() });
-    this.upsertEntry(next, this.secretOf(next));
+    this.adoptOwnRecord(next, this.secretOf(next));
     await this.refreshStates();
     return toKeyInfo(next);
   }
@@ -1202,7 +1203,7 @@ class Pool implements KeyPool {
       ...(reason !== undefined && { disabledReason: reason.slice(0, 500) }),
     };
     await this.store.putKey(next);
-    this.upsertEntry(next, this.secretOf(next));
+    this.adoptOwnRecord(next, this.secretOf(next));
     return toKeyInfo(next);
   }
 
@@ -1234,6 +1235,18 @@ class Pool implements KeyPool {
     const entry = this.entries.get(record.id);
     if (entry !== undefined && entry.record.sealedSecret === record.sealedSecret) return entry.secret;
     return openSecret(record.sealedSecret, this.masters);
+  }
+
+  /**
+   * Key record writes this process made (add, update, enable, disable, remove): a `listKeys` that
+   * began before one may hold the record as it was, so `reloadKeys` drops such a list.
+   */
+  private ownRecordWrites = 0;
+
+  /** A record this process just wrote to the store, applied here at once. */
+  private adoptOwnRecord(record: KeyRecord, secret: string): void {
+    this.ownRecordWrites++;
+    this.upsertEntry(record, secret);
   }
 
   private upsertEntry(record: KeyRecord, secret: string): void {
@@ -1279,17 +1292,19 @@ class Pool implements KeyPool {
 
   private async doRefresh(): Promise<void> {
     const version = await this.store.keysVersion();
-    if (version !== this.keysVersion) {
-      this.keysVersion = version;
-      await this.reloadKeys();
-    }
+    // A list older than one of our own writes is dropped, and the version left behind so the
+    // next refresh reads the records again.
+    if (version !== this.keysVersion && (await this.reloadKeys())) this.keysVersion = version;
     await this.reloadPools();
     await this.sweepLeases();
     await this.refreshStates();
   }
 
-  private async reloadKeys(): Promise<void> {
+  /** Applies the store's key records; false (nothing applied) when one of ours landed meanwhile. */
+  private async reloadKeys(): Promise<boolean> {
+    const writesBefore = this.ownRecordWrites;
     const records = await this.store.listKeys();
+    if (this.ownRecordWrites !== writesBefore) return false;
     const seen = new Set<string>();
     for (const record of records) {
       seen.add(record.id);
@@ -1320,6 +1335,7 @@ class Pool implements KeyPool {
       }
     }
     this.keysChanged();
+    return true;
   }
 
   /** Key records changed: selection tiers and organizations are rebuilt on next use. */
