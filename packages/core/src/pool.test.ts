@@ -36,6 +36,43 @@ async function use(pool: KeyPool, options: Parameters<KeyPool['acquire']>[0] = {
   return lease.alias;
 }
 
+/**
+ * A memory store whose `method` answers with what it held when called, but, while held, only once
+ * let go: the read is "in flight" across what the test does meanwhile, as over a slow database.
+ */
+function heldReads(method: 'getKeyStates' | 'listKeys') {
+  const inner = memoryStore();
+  let isHolding = false;
+  const waiting: Array<() => void> = [];
+  const store = new Proxy(inner, {
+    get(target, name, receiver) {
+      if (name !== method) return Reflect.get(target, name, receiver);
+      return async (...args: never[]) => {
+        const answer = await (target[method] as (...a: never[]) => Promise<unknown>)(...args);
+        if (isHolding) await new Promise<void>((resolve) => waiting.push(resolve));
+        return answer;
+      };
+    },
+  });
+  return {
+    store,
+    /** Starts `call` and resolves once its read is held; `finish()` lets the read go and awaits the call. */
+    async holdDuring(call: () => Promise<unknown>) {
+      isHolding = true;
+      const running = call();
+      while (waiting.length === 0) await Promise.resolve();
+      isHolding = false;
+      const release = waiting.shift()!;
+      return {
+        finish: async () => {
+          release();
+          await running;
+        },
+      };
+    },
+  };
+}
+
 describe('selection', () => {
   it('rotates round-robin across the keys of a provider', async () => {
     const pool = await makePool({ keys: keys(3) });
@@ -205,60 +242,26 @@ describe('failure table', () => {
   });
 
   it('a refresh that read the key state before a 401 marked it invalid does not bring it back', async () => {
-    // The store answers a states read with what it held when asked, but only once let go: the
-    // read is "in flight" across the 401, as a slow database round trip would be.
-    const store = memoryStore();
-    let isHolding = false;
-    let letGo: (() => void) | undefined;
-    const slowReads = new Proxy(store, {
-      get(target, name, receiver) {
-        if (name !== 'getKeyStates') return Reflect.get(target, name, receiver);
-        return async (ids: string[]) => {
-          const states = await target.getKeyStates(ids);
-          if (isHolding) await new Promise<void>((resolve) => (letGo = resolve));
-          return states;
-        };
-      },
-    });
-    const pool = await makePool({ store: slowReads, keys: keys(1) });
-    isHolding = true;
-    const refreshed = pool.refresh();
-    while (letGo === undefined) await Promise.resolve();
-    isHolding = false;
+    const states = heldReads('getKeyStates');
+    const pool = await makePool({ store: states.store, keys: keys(1) });
+    const refresh = await states.holdDuring(() => pool.refresh());
     const { alias } = await failOnce(pool, { ok: false, status: 401 });
     expect(pool.health().keys[0]).toMatchObject({ alias, status: 'invalid' });
-    letGo();
-    await refreshed;
+    await refresh.finish();
     expect(pool.health().keys[0]?.status).toBe('invalid');
     await expect(pool.acquire({ provider: 'openai' })).rejects.toBeInstanceOf(NoKeyAvailableError);
   });
 
   it('a refresh that listed the keys before this pool disabled one does not enable it again', async () => {
-    const store = memoryStore();
-    let isHolding = false;
-    let letGo: (() => void) | undefined;
-    const slowList = new Proxy(store, {
-      get(target, name, receiver) {
-        if (name !== 'listKeys') return Reflect.get(target, name, receiver);
-        return async () => {
-          const records = await target.listKeys();
-          if (isHolding) await new Promise<void>((resolve) => (letGo = resolve));
-          return records;
-        };
-      },
-    });
-    const pool = await makePool({ store: slowList, keys: keys(2) });
+    const list = heldReads('listKeys');
+    const pool = await makePool({ store: list.store, keys: keys(2) });
     const [k0, k1] = pool.keys();
     // Another process changes a record, so the next refresh lists the keys again.
-    await store.putKey({ ...(await store.getKey(k1!.id))!, priority: 1, updatedAt: T0 + 1 });
-    isHolding = true;
-    const refreshed = pool.refresh();
-    while (letGo === undefined) await Promise.resolve();
-    isHolding = false;
+    await list.store.putKey({ ...(await list.store.getKey(k1!.id))!, priority: 1, updatedAt: T0 + 1 });
+    const refresh = await list.holdDuring(() => pool.refresh());
     vi.setSystemTime(T0 + 5_000); // the disabled record is newer than the listed one
     await pool.disableKey(k0!.id, 'leaked');
-    letGo();
-    await refreshed;
+    await refresh.finish();
     expect(pool.health().keys.find((k) => k.id === k0!.id)?.status).toBe('disabled');
     for (let i = 0; i < 3; i++) expect(await use(pool)).toBe('k1');
     // The list it dropped is read again on the next refresh: the other process's change arrives.
