@@ -21,6 +21,7 @@ import type {
   UsageSnapshotQuery,
 } from '@keypool/spec';
 import { DuplicateKeyError } from './errors.js';
+import { grantedLease } from './lease.js';
 import { SlidingWindow } from './sliding-window.js';
 import { UsageLog } from './usage-log.js';
 
@@ -652,21 +653,8 @@ class MemoryStoreImpl implements MemoryStore {
       state.probeLeaseId = request.leaseId;
       state.updatedAt = now;
     }
-    const record: LeaseRecord = {
-      id: request.leaseId,
-      keyId,
-      estimatedTokens: request.estimatedTokens,
-      estimatedCostUsd: request.estimatedCostUsd,
-      reservedAt: now,
-      expiresAt: now + request.leaseTtlMs,
-      day: request.day,
-      month: request.month,
-      isProbe,
-    };
-    if (request.model !== undefined) record.model = request.model;
-    if (request.meta !== undefined) record.meta = { ...request.meta };
+    const record = grantedLease(request, keyId, isProbe, candidate.shared?.id);
     const shared = candidate.shared && this.hotOf(candidate.shared.id);
-    if (candidate.shared) record.sharedId = candidate.shared.id;
     charge(hot, request);
     if (shared) charge(shared, request);
     this.leases.set(record.id, { record, hot, shared });

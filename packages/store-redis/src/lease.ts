@@ -24,31 +24,6 @@ export function leaseMiddle(request: ReserveRequest, expiresAt: number): string 
   return `${request.estimatedTokens}${SEP}${request.estimatedCostUsd}${SEP}${request.now}${SEP}${expiresAt}${SEP}${request.day}${SEP}${request.month}${SEP}${tail}${SEP}`;
 }
 
-/** The lease a successful reserve created, built here instead of shipped back by the script. */
-export function leaseFromRequest(
-  request: ReserveRequest,
-  keyId: string,
-  isProbe: boolean,
-  expiresAt: number,
-  sharedId: string | undefined,
-): LeaseRecord {
-  const lease: LeaseRecord = {
-    id: request.leaseId,
-    keyId,
-    estimatedTokens: request.estimatedTokens,
-    estimatedCostUsd: request.estimatedCostUsd,
-    reservedAt: request.now,
-    expiresAt,
-    day: request.day,
-    month: request.month,
-    isProbe,
-  };
-  if (request.model !== undefined) lease.model = request.model;
-  if (request.meta !== undefined) lease.meta = { ...request.meta };
-  if (sharedId !== undefined) lease.sharedId = sharedId;
-  return lease;
-}
-
 /** Splits a shared lease's last field, whose length prefix counts UTF-8 bytes (Lua's #). */
 function splitShared(ids: string): { sharedId: string; keyId: string } {
   const sep = ids.indexOf(SEP);

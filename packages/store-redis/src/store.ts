@@ -25,12 +25,12 @@ import type {
   UsageRow,
   UsageSnapshotQuery,
 } from '@keypool/spec';
-import { type MemoryStore, memoryStore } from '@keypool/store-memory';
+import { grantedLease, type MemoryStore, memoryStore } from '@keypool/store-memory';
 import { type Cluster, Redis } from 'ioredis';
 import { candidateArg, sharedArg } from './candidates.js';
 import { isConnectionError, RedisStoreError } from './errors.js';
 import { HotBatch } from './hot-batch.js';
-import { decodeLease, leaseFromRequest, leaseMiddle } from './lease.js';
+import { decodeLease, leaseMiddle } from './lease.js';
 import { auditSeqWidth, defineScripts, type ScriptedClient } from './scripts.js';
 import { decodeKeyState, encodeStateUpdate } from './state.js';
 import { aggregateUsage } from './usage.js';
@@ -643,13 +643,7 @@ export class RedisStore implements Store {
       const candidate = candidates[(reply >> 1) - 1];
       if (candidate === undefined)
         throw new Error(`keypool reserve script returned an unknown candidate (${reply})`);
-      const lease = leaseFromRequest(
-        request,
-        candidate.keyId,
-        (reply & 1) === 1,
-        expiresAt,
-        candidate.shared?.id,
-      );
+      const lease = grantedLease(request, candidate.keyId, (reply & 1) === 1, candidate.shared?.id);
       this.ownLeases.set(lease.id, lease);
       return { ok: true, lease };
     }

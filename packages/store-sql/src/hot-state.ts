@@ -13,13 +13,13 @@ import type {
   SettleResult,
   UsageSnapshotQuery,
 } from '@keypool/spec';
+import { grantedLease } from '@keypool/store-memory';
 import { CompiledQuery, type RawBuilder, sql } from 'kysely';
 import type { AnyKysely, PgQueryable } from './connection.js';
 import { num, rollbackQuietly, type SqlContext } from './context.js';
 import { postgresHotPath } from './postgres-hot-path.js';
 import {
   defaultState,
-  grantedLease,
   leaseFromRow,
   leaseToRow,
   type Row,

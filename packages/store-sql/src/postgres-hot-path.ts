@@ -8,11 +8,12 @@ import type {
   Settlement,
   SettleResult,
 } from '@keypool/spec';
+import { grantedLease } from '@keypool/store-memory';
 import { CompiledQuery, sql } from 'kysely';
 import type { AnyKysely, PgQueryable } from './connection.js';
 import { num, type SqlContext } from './context.js';
 import { SqlStoreError } from './errors.js';
-import { grantedLease, leaseFromRow, type Row, usageToRow } from './rows.js';
+import { leaseFromRow, type Row, usageToRow } from './rows.js';
 import type { Layout } from './schema.js';
 
 /**

@@ -4,7 +4,6 @@ import type {
   KeyState,
   LeaseRecord,
   PoolRecord,
-  ReserveRequest,
   TokenRecord,
   UsageRecord,
 } from '@keypool/spec';
@@ -206,30 +205,6 @@ export function stateToRow(s: KeyState): Row {
 /** What an untouched key reads as. */
 export function defaultState(keyId: string): KeyState {
   return { keyId, breaker: 'closed', consecutiveFailures: 0, updatedAt: 0 };
-}
-
-/** The lease a reservation granted on `keyId` (charged to `sharedId` too, when given). */
-export function grantedLease(
-  request: ReserveRequest,
-  keyId: string,
-  isProbe: boolean,
-  sharedId: string | undefined,
-): LeaseRecord {
-  const lease: LeaseRecord = {
-    id: request.leaseId,
-    keyId,
-    estimatedTokens: request.estimatedTokens,
-    estimatedCostUsd: request.estimatedCostUsd,
-    reservedAt: request.now,
-    expiresAt: request.now + request.leaseTtlMs,
-    day: request.day,
-    month: request.month,
-    isProbe,
-  };
-  if (request.model !== undefined) lease.model = request.model;
-  if (sharedId !== undefined) lease.sharedId = sharedId;
-  if (request.meta !== undefined) lease.meta = request.meta;
-  return lease;
 }
 
 export function leaseToRow(l: LeaseRecord): Row {

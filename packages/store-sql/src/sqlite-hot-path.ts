@@ -8,17 +8,10 @@ import type {
   Settlement,
   SettleResult,
 } from '@keypool/spec';
+import { grantedLease } from '@keypool/store-memory';
 import { isTransient, type SqlContext } from './context.js';
 import { type Consumption, chargedIds, check, checkLimits, settledStamp } from './hot-state.js';
-import {
-  defaultState,
-  grantedLease,
-  leaseFromRow,
-  leaseToRow,
-  type Row,
-  stateFromRow,
-  usageToRow,
-} from './rows.js';
+import { defaultState, leaseFromRow, leaseToRow, type Row, stateFromRow, usageToRow } from './rows.js';
 import { sqliteMinFloor, type TableName } from './schema.js';
 
 type Params = SQLInputValue[];
